@@ -1,0 +1,502 @@
+"""Pseudonymisation at source: normalisation, identifier checks, tokens, Bloom filters, files."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from joinedup.contracts import Column, Contract, codes, contract, contracts
+from joinedup.pseudonymise import (
+    bloom_encode,
+    bloom_to_array,
+    canonical_forename,
+    dice,
+    identifier_status,
+    is_valid_nhs_number,
+    is_valid_upn,
+    nhs_check_digit,
+    nickname_table,
+    normalise_name,
+    normalise_postcode,
+    person_token,
+    pseudonymise_file,
+    pseudonymise_table,
+    pseudonymise_tree,
+    read_raw_extract,
+    swap_day_month,
+    token,
+    upn_check_letter,
+)
+from joinedup.settings import MissingKeyError, load_key
+
+KEY = b"k" * 32
+OTHER_KEY = b"o" * 32
+PERIOD = "2024-25"
+LA_CODE = "E08000035"
+
+# Identifiable rows of our own. Every name has a letter outside a-f, so no lowercase form can
+# occur inside a hex token by chance.
+PEOPLE: tuple[dict[str, object], ...] = (
+    {
+        "local_id": "EMS-00417731",
+        "nhs_number": "943 476 5919",
+        "upn": "B801200005001",
+        "forename": "Siobhan",
+        "surname": "O'Brien",
+        "dob": date(2015, 3, 7),
+        "sex": "F",
+        "postcode": "LS6 2AB",
+        "ethnicity": "WIRI",
+    },
+    {
+        "local_id": "EMS-00982214",
+        "nhs_number": "4010232137",
+        "upn": "H801200001001",
+        "forename": "Bill",
+        "surname": "Whittaker-Lowry",
+        "dob": date(2012, 11, 23),
+        "sex": "M",
+        "postcode": "BD7 1DP",
+        "ethnicity": "WBRI",
+    },
+    {
+        "local_id": "EMS-01266058",
+        "nhs_number": "485 777 3457",
+        "upn": "A380211002005",
+        "forename": "Zoë",
+        "surname": "Nowakowska",
+        "dob": date(2017, 7, 3),
+        "sex": "F",
+        "postcode": "HX1 5QT",
+        "ethnicity": "WOTH",
+    },
+)
+
+
+def payload_value(column: Column) -> object:
+    """A plausible value of a payload column, from its type and code list."""
+    if column.type == "date":
+        return date(2024, 10, 1)
+    if column.type == "int32":
+        return 3
+    if column.type == "bool":
+        return True
+    if column.codes:
+        return codes(column.codes)[0]
+    return LA_CODE if column.name == "la_code" else "107745"
+
+
+def raw_table(spec: Contract, people: tuple[dict[str, object], ...] = PEOPLE) -> pa.Table:
+    """A raw extract of the contract holding the given people."""
+    arrays = [
+        pa.array(
+            [p[c.name] if c.name in p else payload_value(c) for p in people], type=c.arrow_type
+        )
+        for c in spec.raw_columns
+    ]
+    return pa.Table.from_arrays(arrays, schema=spec.raw_schema())
+
+
+def write_raw_csv(table: pa.Table, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pacsv.write_csv(table, path)
+    return path
+
+
+def person(**changes: object) -> dict[str, object]:
+    """The first test person with some fields changed."""
+    return {**PEOPLE[0], **changes}
+
+
+# --- identifiers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["943 476 5919", "9434765919", "4010232137", "485 777 3457"])
+def test_valid_nhs_numbers_pass_modulus_11(value: str) -> None:
+    assert is_valid_nhs_number(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["943 476 5918", "943476591", "94347659190", "94347659I9", "9999999999", "0000000000", ""],
+)
+def test_invalid_nhs_numbers_fail(value: str) -> None:
+    """Wrong check digit, wrong length, letters, and all-same-digit placeholders are invalid."""
+    assert not is_valid_nhs_number(value)
+
+
+def test_nhs_check_digit_is_none_when_modulus_gives_ten() -> None:
+    assert nhs_check_digit("943476591") == 9
+    assert nhs_check_digit("100000001") is None
+
+
+def test_upn_check_letter_matches_published_examples() -> None:
+    """B801200005001 is valid and A801200005001 is not (python-stdnum's gb.upn doctests)."""
+    assert upn_check_letter("801200005001") == "B"
+    assert is_valid_upn("B801200005001")
+    assert is_valid_upn(" b801200005001 ")
+    assert not is_valid_upn("A801200005001")
+    assert not is_valid_upn("B80120000500")
+    assert not is_valid_upn("B80120000A001")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("943 476 5919", "valid"), ("9434765918", "invalid"), ("  ", "missing"), (None, "missing")],
+)
+def test_identifier_status(value: str | None, expected: str) -> None:
+    assert identifier_status(value, is_valid_nhs_number) == expected
+
+
+# --- normalisation ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("O'Brien", "OBRIEN"),
+        ("Smith-Jones", "SMITHJONES"),
+        ("  mary  jane ", "MARYJANE"),
+        ("Zoë", "ZOE"),
+        ("José", "JOSE"),
+        ("Mr John", "JOHN"),
+        ("Dr. Ngozi", "NGOZI"),
+        ("MISS ELLIE-MAY", "ELLIEMAY"),
+        ("Mrs", None),
+        ("'-", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_normalise_name(raw: str | None, expected: str | None) -> None:
+    assert normalise_name(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("nickname", "canonical"),
+    [("BILL", "WILLIAM"), ("TOMMY", "THOMAS"), ("KATIE", "KATHERINE"), ("ALFIE", "ALFRED")],
+)
+def test_nicknames_resolve_to_canonical_forename(nickname: str, canonical: str) -> None:
+    assert canonical_forename(nickname) == canonical
+
+
+def test_names_without_nickname_are_their_own_canonical_form() -> None:
+    assert canonical_forename("WILLIAM") == "WILLIAM"
+    assert canonical_forename("SIOBHAN") == "SIOBHAN"
+
+
+def test_nickname_table_is_uppercase_and_resolves_in_one_step() -> None:
+    """Every entry is A-Z and no canonical name is itself a nickname (no chains)."""
+    table = nickname_table()
+    assert len(table) >= 150
+    assert all(re.fullmatch("[A-Z]+", name) for pair in table.items() for name in pair)
+    assert not set(table.values()) & set(table)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("LS6 2AB", ("LS62AB", "LS6", "LS6 2")),
+        ("ls62ab", ("LS62AB", "LS6", "LS6 2")),
+        (" sw1a 1aa ", ("SW1A1AA", "SW1A", "SW1A 1")),
+        ("M1 1AE", ("M11AE", "M1", "M1 1")),
+        ("EC1A 1BB", ("EC1A1BB", "EC1A", "EC1A 1")),
+        ("B33 8TH", ("B338TH", "B33", "B33 8")),
+    ],
+)
+def test_normalise_postcode_splits_full_district_sector(
+    raw: str, expected: tuple[str, str, str]
+) -> None:
+    assert normalise_postcode(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["LS6", "LS6 2A", "12345", "NO FIXED ABODE", "", None])
+def test_normalise_postcode_rejects_non_postcodes(raw: str | None) -> None:
+    assert normalise_postcode(raw) is None
+
+
+def test_swap_day_month_only_when_a_different_real_date() -> None:
+    assert swap_day_month(date(2015, 3, 7)) == date(2015, 7, 3)
+    assert swap_day_month(date(2015, 3, 13)) is None
+    assert swap_day_month(date(2015, 4, 4)) is None
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+
+def test_token_is_deterministic_hmac_hex() -> None:
+    value = token(KEY, "surname", "OBRIEN")
+    assert re.fullmatch("[0-9a-f]{64}", value)
+    assert value == token(KEY, "surname", "OBRIEN")
+
+
+def test_token_differs_between_keys_and_fields() -> None:
+    assert token(KEY, "surname", "OBRIEN") != token(OTHER_KEY, "surname", "OBRIEN")
+    assert token(KEY, "surname", "OBRIEN") != token(KEY, "forename", "OBRIEN")
+
+
+def test_person_token_is_scoped_by_agency() -> None:
+    assert person_token(KEY, "health", "123") == person_token(KEY, "health", "123")
+    assert person_token(KEY, "health", "123") != person_token(KEY, "care", "123")
+
+
+# --- Bloom filters ---------------------------------------------------------------------------
+
+
+def name_dice(left: str, right: str) -> float:
+    filters = (
+        bloom_to_array([bloom_encode(KEY, "surname", left)]),
+        bloom_to_array([bloom_encode(KEY, "surname", right)]),
+    )
+    return float(dice(*filters)[0])
+
+
+def test_bloom_filter_is_keyed_field_level_hex() -> None:
+    encoded = bloom_encode(KEY, "surname", "NOWAKOWSKA")
+    assert re.fullmatch("[0-9a-f]{256}", encoded)
+    assert encoded == bloom_encode(KEY, "surname", "NOWAKOWSKA")
+    assert encoded != bloom_encode(OTHER_KEY, "surname", "NOWAKOWSKA")
+    assert encoded != bloom_encode(KEY, "forename", "NOWAKOWSKA")
+
+
+def test_bloom_filter_sets_hashes_bits_per_bigram_at_most() -> None:
+    """ANN has 4 padded bigrams (_A AN NN N_): between 20 and 80 of the bits are set."""
+    ones = int(np.bitwise_count(bloom_to_array([bloom_encode(KEY, "forename", "ANN")])).sum())
+    assert 20 <= ones <= 80
+
+
+def test_dice_of_identical_names_is_one() -> None:
+    assert name_dice("WHITTAKER", "WHITTAKER") == 1.0
+
+
+def test_dice_of_one_letter_typo_is_high() -> None:
+    assert name_dice("CHRISTOPHER", "CHRISTOPHR") > 0.7
+    assert name_dice("WHITTAKER", "WHITAKER") > 0.7
+
+
+def test_dice_of_unrelated_names_is_low() -> None:
+    assert name_dice("OBRIEN", "NOWAKOWSKA") < 0.4
+    assert name_dice("SIOBHAN", "WILLIAM") < 0.4
+
+
+def test_dice_is_zero_when_both_filters_empty() -> None:
+    empty = bloom_to_array([None, None])
+    assert not empty.any()
+    assert dice(empty, empty).tolist() == [0.0, 0.0]
+
+
+def test_dice_is_row_wise_and_accepts_uint64_views() -> None:
+    names = ["OBRIEN", "OBRIAN", "KHAN"]
+    left = bloom_to_array([bloom_encode(KEY, "surname", n) for n in names])
+    right = bloom_to_array([bloom_encode(KEY, "surname", n) for n in ["OBRIEN", "OBRIEN", "CAIN"]])
+    scores = dice(left, right)
+    assert scores[0] == 1.0
+    assert 0.5 < scores[1] < 1.0
+    assert np.array_equal(scores, dice(left.view(np.uint64), right.view(np.uint64)))
+
+
+def test_bloom_to_array_puts_bit_i_in_byte_i_div_8() -> None:
+    """Bit 9 set: hex byte 1 is 0x02, the rest zero."""
+    matrix = bloom_to_array(["00" + "02" + "00" * 126])
+    assert matrix.shape == (1, 128)
+    assert matrix[0, 1] == 2
+    assert int(np.bitwise_count(matrix).sum()) == 1
+
+
+def test_bloom_to_array_rejects_wrong_width() -> None:
+    with pytest.raises(ValueError, match="256 hex characters"):
+        bloom_to_array(["00" * 64])
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(contracts()))
+def test_pseudonymised_schema_equals_contract(name: str) -> None:
+    spec = contract(name)
+    out = pseudonymise_table(raw_table(spec), spec, KEY)
+    assert out.schema.equals(spec.pseudonymised_schema())
+    assert out.num_rows == len(PEOPLE)
+
+
+def test_payload_is_copied_unchanged() -> None:
+    spec = contract("health_referrals")
+    raw = raw_table(spec)
+    out = pseudonymise_table(raw, spec, KEY)
+    for column in spec.payload:
+        assert out.column(column.name).equals(raw.column(column.name))
+
+
+def test_clear_identity_fields_are_coarsened() -> None:
+    spec = contract("care_cin")
+    out = pseudonymise_table(raw_table(spec), spec, KEY).to_pylist()
+    assert [r["birth_ym"] for r in out] == ["2015-03", "2012-11", "2017-07"]
+    assert [r["postcode_district"] for r in out] == ["LS6", "BD7", "HX1"]
+    assert [r["sex"] for r in out] == ["F", "M", "F"]
+
+
+def test_nickname_alt_token_equals_full_name_token() -> None:
+    spec = contract("health_referrals")
+    people = (person(forename="Bill"), person(forename="William", local_id="EMS-2"))
+    bill, william = pseudonymise_table(raw_table(spec, people), spec, KEY).to_pylist()
+    assert bill["forename_token"] != william["forename_token"]
+    assert bill["forename_alt_token"] == william["forename_token"]
+    assert william["forename_alt_token"] == william["forename_token"]
+
+
+def test_dob_swap_token_equals_other_records_dob_token() -> None:
+    spec = contract("health_referrals")
+    people = (person(dob=date(2015, 3, 7)), person(dob=date(2015, 7, 3), local_id="EMS-2"))
+    first, swapped = pseudonymise_table(raw_table(spec, people), spec, KEY).to_pylist()
+    assert first["dob_swap_token"] == swapped["dob_token"]
+    assert swapped["dob_swap_token"] == first["dob_token"]
+    assert first["dob_day_token"] != swapped["dob_day_token"]
+
+
+def test_dob_swap_token_is_null_when_swap_is_not_a_date() -> None:
+    spec = contract("health_referrals")
+    people = (person(dob=date(2015, 3, 17)), person(dob=date(2015, 3, 3), local_id="EMS-2"))
+    out = pseudonymise_table(raw_table(spec, people), spec, KEY).to_pylist()
+    assert [r["dob_swap_token"] for r in out] == [None, None]
+
+
+def test_dob_day_token_agrees_on_day_across_months() -> None:
+    spec = contract("health_referrals")
+    people = (person(dob=date(2015, 3, 17)), person(dob=date(2016, 9, 17), local_id="EMS-2"))
+    first, second = pseudonymise_table(raw_table(spec, people), spec, KEY).to_pylist()
+    assert first["dob_day_token"] == second["dob_day_token"]
+    assert first["dob_token"] != second["dob_token"]
+
+
+def test_identifier_tokens_only_for_valid_values() -> None:
+    spec = contract("care_lac")
+    people = (
+        person(),
+        person(local_id="EMS-2", nhs_number="9434765918", upn="A801200005001"),
+        person(local_id="EMS-3", nhs_number=None, upn=None, postcode="NFA"),
+    )
+    valid, invalid, missing = pseudonymise_table(raw_table(spec, people), spec, KEY).to_pylist()
+    assert (valid["nhs_status"], valid["upn_status"]) == ("valid", "valid")
+    assert valid["nhs_token"] == token(KEY, "nhs_number", "9434765919")
+    assert (invalid["nhs_status"], invalid["upn_status"]) == ("invalid", "invalid")
+    assert (missing["nhs_status"], missing["upn_status"]) == ("missing", "missing")
+    for row in (invalid, missing):
+        assert row["nhs_token"] is None and row["upn_token"] is None
+    assert missing["postcode_token"] is None and missing["postcode_district"] is None
+
+
+def test_same_person_same_tokens_across_agencies_except_person_token() -> None:
+    health, care = contract("health_referrals"), contract("care_cin")
+    from_health = pseudonymise_table(raw_table(health), health, KEY).to_pylist()[0]
+    from_care = pseudonymise_table(raw_table(care), care, KEY).to_pylist()[0]
+    for name in ("nhs_token", "forename_token", "surname_bloom", "dob_token", "postcode_token"):
+        assert from_health[name] == from_care[name]
+    assert from_health["person_token"] != from_care["person_token"]
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+
+def test_load_key_without_key_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JOINEDUP_KEY", raising=False)
+    monkeypatch.delenv("JOINEDUP_KEY_FILE", raising=False)
+    with pytest.raises(MissingKeyError):
+        load_key()
+
+
+def test_pseudonymise_refuses_empty_or_short_key(tmp_path: Path) -> None:
+    spec = contract("care_lac")
+    with pytest.raises(MissingKeyError):
+        pseudonymise_table(raw_table(spec), spec, b"")
+    with pytest.raises(MissingKeyError):
+        pseudonymise_file(tmp_path / "absent.csv", tmp_path / "out.parquet", "care_lac", b"short")
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def test_file_round_trip_writes_contract_parquet(tmp_path: Path) -> None:
+    spec = contract("education_census")
+    src = write_raw_csv(raw_table(spec), tmp_path / "raw.csv")
+    dst = tmp_path / "out" / "education_census.parquet"
+    assert pseudonymise_file(src, dst, "education_census", KEY) == len(PEOPLE)
+    assert pq.read_schema(dst).equals(spec.pseudonymised_schema())
+    assert [p.name for p in dst.parent.iterdir()] == ["education_census.parquet"]
+
+
+def test_read_raw_extract_accepts_reordered_columns(tmp_path: Path) -> None:
+    spec = contract("care_lac")
+    table = raw_table(spec)
+    src = write_raw_csv(table.select(list(reversed(table.column_names))), tmp_path / "r.csv")
+    assert read_raw_extract(src, spec).equals(table)
+
+
+def test_read_raw_extract_names_file_and_missing_column(tmp_path: Path) -> None:
+    spec = contract("care_lac")
+    src = write_raw_csv(raw_table(spec).drop_columns(["postcode"]), tmp_path / "lac.csv")
+    with pytest.raises(ValueError, match=r"lac\.csv.*missing \['postcode'\]"):
+        read_raw_extract(src, spec)
+
+
+def test_read_raw_extract_names_file_on_bad_date(tmp_path: Path) -> None:
+    spec = contract("care_lac")
+    src = write_raw_csv(raw_table(spec), tmp_path / "lac.csv")
+    src.write_text(src.read_text().replace("2015-03-07", "2015-02-30"))
+    with pytest.raises(ValueError, match=r"lac\.csv"):
+        read_raw_extract(src, spec)
+
+
+def test_read_raw_extract_rejects_empty_required_identity(tmp_path: Path) -> None:
+    spec = contract("care_lac")
+    src = write_raw_csv(raw_table(spec), tmp_path / "lac.csv")
+    src.write_text(src.read_text().replace('"Siobhan"', ""))
+    with pytest.raises(ValueError, match=r"lac\.csv.*forename \(1 rows\)"):
+        read_raw_extract(src, spec)
+
+
+def test_tree_rejects_extract_under_wrong_agency(tmp_path: Path) -> None:
+    spec = contract("education_census")
+    write_raw_csv(raw_table(spec), tmp_path / "raw" / "health" / PERIOD / LA_CODE / "x.csv")
+    with pytest.raises(ValueError, match="not an extract of agency 'health'"):
+        pseudonymise_tree(tmp_path / "raw", tmp_path / "landing", KEY)
+
+
+# --- privacy ---------------------------------------------------------------------------------
+
+
+def identifier_forms(p: dict[str, object]) -> set[str]:
+    """Every textual form of a person's identifiers that must not survive pseudonymisation."""
+    dob = p["dob"]
+    assert isinstance(dob, date)
+    texts = [str(p[f]) for f in ("local_id", "nhs_number", "upn", "forename", "surname")]
+    texts += [normalise_name(str(p["forename"])) or "", normalise_name(str(p["surname"])) or ""]
+    postcode = str(p["postcode"])
+    texts += [postcode, postcode.replace(" ", ""), str(p["nhs_number"]).replace(" ", "")]
+    texts += [dob.isoformat(), dob.strftime("%d/%m/%Y"), dob.strftime("%Y%m%d")]
+    return {form for text in texts for form in (text, text.upper(), text.lower())}
+
+
+def test_no_identifier_survives_pseudonymisation(tmp_path: Path) -> None:
+    """Every cell (and every byte of the Parquet file) of all six extracts is free of every
+    name, NHS number, UPN, local id, full date of birth and postcode of the input."""
+    for spec in contracts().values():
+        write_raw_csv(
+            raw_table(spec), tmp_path / "raw" / spec.agency / PERIOD / LA_CODE / f"{spec.name}.csv"
+        )
+    written = pseudonymise_tree(tmp_path / "raw", tmp_path / "landing", KEY)
+    assert len(written) == len(contracts())
+    forbidden = set().union(*(identifier_forms(p) for p in PEOPLE))
+    for path in written:
+        table = pq.read_table(path)
+        cells = [str(v) for column in table.columns for v in column.to_pylist()]
+        leaks = {(form, cell) for cell in cells for form in forbidden if form in cell}
+        assert not leaks, f"{path.name} leaks {sorted(leaks)[:3]}"
+        content = path.read_bytes()
+        assert not [f for f in forbidden if f.encode() in content], path.name
