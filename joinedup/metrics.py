@@ -1,0 +1,433 @@
+"""Build the DuckDB warehouse: load the pseudonymised extracts, the child spine and the links,
+then run the SQL transforms in `transforms/` that make the star schema and the area metrics.
+
+Python only loads inputs and reference tables and runs the SQL files in file-name order; all
+business logic lives in `transforms/*.sql`. Identity tokens are loaded into TEMP tables (kept in
+memory, never written to the database file) and dropped by `90_drop_sources.sql`, so the
+published file holds `child_id` as its only person key.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from joinedup import __version__
+from joinedup.contracts import Period, code_lists, contract, contracts
+from joinedup.settings import Settings
+
+CATALOGUE_FILE = "catalogue.json"
+
+# Tables of a complete warehouse; publish refuses a build that lacks any of them.
+PUBLISHED_TABLES: frozenset[str] = frozenset(
+    {
+        "ref_period",
+        "ref_ethnicity_group",
+        "deliveries",
+        "metric_catalogue",
+        "metric_benchmarks",
+        "linkage_quality",
+        "published_linkage_quality",
+        "dim_child",
+        "dim_child_period",
+        "fct_attendance",
+        "fct_exclusions",
+        "fct_ehc_requests",
+        "fct_health_referrals",
+        "fct_cin_episodes",
+        "fct_lac_episodes",
+        "fct_service_contact",
+        "link_pairs",
+        "metric_values",
+        "published_metrics",
+        "manifest",
+    }
+)
+
+SPINE_COLUMNS = ("agency", "person_token", "child_id")
+LINK_COLUMNS = (
+    "agency_l",
+    "person_token_l",
+    "agency_r",
+    "person_token_r",
+    "match_weight",
+    "match_probability",
+    "agreement",
+)
+
+REF_PERIOD_SCHEMA = pa.schema(
+    [
+        pa.field("period", pa.string(), nullable=False),
+        pa.field("period_start", pa.date32(), nullable=False),
+        pa.field("period_end", pa.date32(), nullable=False),
+        pa.field("age_reference_date", pa.date32(), nullable=False),
+    ]
+)
+REF_ETHNICITY_GROUP_SCHEMA = pa.schema(
+    [("ethnicity", pa.string()), ("ethnicity_group", pa.string())]
+)
+DELIVERIES_SCHEMA = pa.schema(
+    [
+        ("extract", pa.string()),
+        ("agency", pa.string()),
+        ("period", pa.string()),
+        ("la_code", pa.string()),
+        ("delivery_id", pa.string()),
+    ]
+)
+LINKAGE_QUALITY_SCHEMA = pa.schema(
+    [
+        ("agency_pair", pa.string()),
+        ("la_code", pa.string()),
+        ("period", pa.string()),
+        ("records_l", pa.int64()),
+        ("records_r", pa.int64()),
+        ("links", pa.int64()),
+        ("precision", pa.float64()),
+        ("recall", pa.float64()),
+    ]
+)
+METRIC_CATALOGUE_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("title", pa.string()),
+        ("definition", pa.string()),
+        ("numerator", pa.string()),
+        ("denominator", pa.string()),
+        ("unit", pa.string()),
+        ("decimals", pa.int32()),
+        ("statistic", pa.string()),
+        ("cohort_dimensions", pa.list_(pa.string())),
+        ("higher_is_better", pa.bool_()),
+        ("disclosure_rule", pa.string()),
+        ("source_agencies", pa.list_(pa.string())),
+        ("needs_linked_data", pa.bool_()),
+        ("activity_or_outcome", pa.string()),
+    ]
+)
+METRIC_BENCHMARKS_SCHEMA = pa.schema(
+    [
+        ("metric_id", pa.string()),
+        ("cohort", pa.string()),
+        ("cohort_value", pa.string()),
+        ("value", pa.float64()),
+        ("source", pa.string()),
+        ("year", pa.string()),
+    ]
+)
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("built_at", pa.timestamp("us", tz="UTC")),
+        ("periods", pa.list_(pa.string())),
+        ("table_rows", pa.map_(pa.string(), pa.int64())),
+        ("joinedup_version", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One ingested pseudonymised extract file, delivered for one period and area."""
+
+    path: Path
+    period: str
+    la_code: str
+    delivery_id: str
+
+
+class TransformError(RuntimeError):
+    """A SQL transform failed; the message names the file."""
+
+
+def build_warehouse(
+    db_path: Path,
+    sources: Mapping[str, Sequence[SourceFile]],
+    spine: Path,
+    links: Path,
+    run_id: str,
+    linkage_quality: list[dict] | pd.DataFrame | None = None,
+    settings: Settings | None = None,
+) -> dict[str, int]:
+    """Build a new warehouse file at db_path and return its row count per table.
+
+    db_path must not exist. On any failure the partial file is removed and the error re-raised,
+    so a failed build never leaves anything a publisher could pick up.
+    """
+    settings = settings or Settings.from_env()
+    db_path = Path(db_path)
+    if db_path.exists():
+        raise FileExistsError(f"{db_path} exists: build_warehouse writes a new file only")
+    check_sources(sources)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with duckdb.connect(str(db_path)) as con:
+            load_reference_tables(con, sources, linkage_quality, settings.transforms_dir)
+            load_sources(con, sources, spine, links)
+            run_transforms(con, settings.transforms_dir)
+            write_manifest(con, run_id, source_periods(sources))
+            counts = table_row_counts(con)
+            con.execute("CHECKPOINT")
+        return counts
+    except BaseException:
+        remove_database(db_path)
+        raise
+
+
+def check_sources(sources: Mapping[str, Sequence[SourceFile]]) -> None:
+    """Refuse unknown extracts, bad periods and two deliveries of one extract, period and area."""
+    unknown = set(sources) - set(contracts())
+    if unknown:
+        raise ValueError(f"unknown extract(s) {sorted(unknown)}; expected {sorted(contracts())}")
+    for name, files in sources.items():
+        seen: set[tuple[str, str]] = set()
+        for source in files:
+            Period(source.period)
+            key = (source.period, source.la_code)
+            if key in seen:
+                raise ValueError(
+                    f"{name}: more than one delivery for period {source.period} and area "
+                    f"{source.la_code}; pass only the current delivery"
+                )
+            seen.add(key)
+
+
+def source_periods(sources: Mapping[str, Sequence[SourceFile]]) -> list[str]:
+    """The periods the sources deliver, in order: the periods metrics are computed for."""
+    return sorted({f.period for files in sources.values() for f in files})
+
+
+def load_reference_tables(
+    con: duckdb.DuckDBPyConnection,
+    sources: Mapping[str, Sequence[SourceFile]],
+    linkage_quality: list[dict] | pd.DataFrame | None,
+    transforms_dir: Path,
+) -> None:
+    """Load the small tables the transforms read and the warehouse keeps."""
+    load_table(con, "ref_period", period_rows(source_periods(sources)), REF_PERIOD_SCHEMA)
+    groups = code_lists()["ethnicity_group"]
+    load_table(
+        con,
+        "ref_ethnicity_group",
+        [{"ethnicity": code, "ethnicity_group": group} for code, group in groups.items()],
+        REF_ETHNICITY_GROUP_SCHEMA,
+    )
+    load_table(con, "deliveries", delivery_rows(sources), DELIVERIES_SCHEMA)
+    catalogue = read_catalogue(transforms_dir / CATALOGUE_FILE)
+    load_table(con, "metric_catalogue", catalogue_rows(catalogue), METRIC_CATALOGUE_SCHEMA)
+    load_table(con, "metric_benchmarks", benchmark_rows(catalogue), METRIC_BENCHMARKS_SCHEMA)
+    if isinstance(linkage_quality, pd.DataFrame):
+        linkage_quality = linkage_quality.to_dict("records")
+    load_table(con, "linkage_quality", list(linkage_quality or []), LINKAGE_QUALITY_SCHEMA)
+
+
+def period_rows(periods: Iterable[str]) -> list[dict[str, Any]]:
+    """Each period's bounds and the 31 August before it (the date ages are taken at)."""
+    rows = []
+    for label in periods:
+        period = Period(label)
+        rows.append(
+            {
+                "period": label,
+                "period_start": period.start,
+                "period_end": period.end,
+                "age_reference_date": period.start - timedelta(days=1),
+            }
+        )
+    return rows
+
+
+def delivery_rows(sources: Mapping[str, Sequence[SourceFile]]) -> list[dict[str, str]]:
+    return [
+        {
+            "extract": name,
+            "agency": contract(name).agency,
+            "period": f.period,
+            "la_code": f.la_code,
+            "delivery_id": f.delivery_id,
+        }
+        for name, files in sorted(sources.items())
+        for f in files
+    ]
+
+
+def read_catalogue(path: Path) -> list[dict[str, Any]]:
+    """The metric catalogue: one entry per metric id."""
+    entries = json.loads(path.read_text(encoding="utf-8"))
+    ids = [entry["id"] for entry in entries]
+    if len(ids) != len(set(ids)):
+        raise ValueError(f"{path}: metric ids repeat")
+    return entries
+
+
+def catalogue_rows(catalogue: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Catalogue entries as metric_catalogue rows (benchmarks go to metric_benchmarks)."""
+    return [{name: entry[name] for name in METRIC_CATALOGUE_SCHEMA.names} for entry in catalogue]
+
+
+def benchmark_rows(catalogue: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per metric and cohort value with a national benchmark.
+
+    A benchmark value is either one number (for cohort value 'all') or an object of numbers by
+    cohort value (e.g. {"E": 34.6, "K": 29.9, "N": 18.2}).
+    """
+    rows = []
+    for entry in catalogue:
+        benchmark = entry.get("benchmark")
+        if not benchmark:
+            continue
+        values = benchmark["value"]
+        if not isinstance(values, Mapping):
+            values = {"all": values}
+        for cohort_value, value in values.items():
+            rows.append(
+                {
+                    "metric_id": entry["id"],
+                    "cohort": entry["cohort_dimensions"][0],
+                    "cohort_value": cohort_value,
+                    "value": float(value),
+                    "source": benchmark["source"],
+                    "year": str(benchmark["year"]),
+                }
+            )
+    return rows
+
+
+def load_sources(
+    con: duckdb.DuckDBPyConnection,
+    sources: Mapping[str, Sequence[SourceFile]],
+    spine: Path,
+    links: Path,
+) -> None:
+    """Load every extract into TEMP table src_<extract> (plus period, delivery_id), the spine
+    into src_spine and the links into src_links. Extracts with no file get an empty table."""
+    for name, extract in contracts().items():
+        schema = extract.pseudonymised_schema()
+        empty = schema.empty_table()
+        empty = empty.append_column("period", pa.array([], pa.string()))
+        empty = empty.append_column("delivery_id", pa.array([], pa.string()))
+        load_arrow(con, f"src_{name}", empty, temp=True)
+        for source in sources.get(name, ()):
+            check_file_columns(source.path, schema.names)
+            con.execute(
+                f"INSERT INTO src_{name} BY NAME "
+                "SELECT *, ? AS period, ? AS delivery_id FROM read_parquet(?)",
+                [source.period, source.delivery_id, str(source.path)],
+            )
+    load_parquet_columns(con, "src_spine", spine, SPINE_COLUMNS)
+    load_parquet_columns(con, "src_links", links, LINK_COLUMNS)
+
+
+def check_file_columns(path: Path, expected: Sequence[str], exact: bool = True) -> None:
+    """Refuse a Parquet file that lacks an expected column (or, when exact, has another)."""
+    found = set(pq.read_schema(path).names)
+    missing = sorted(set(expected) - found)
+    extra = sorted(found - set(expected)) if exact else []
+    if missing or extra:
+        raise ValueError(
+            f"{path}: columns differ from those expected: missing {missing}, extra {extra}"
+        )
+
+
+def load_parquet_columns(
+    con: duckdb.DuckDBPyConnection, table: str, path: Path, columns: Sequence[str]
+) -> None:
+    """Load the named columns of a Parquet file into a TEMP table."""
+    check_file_columns(path, columns, exact=False)
+    column_list = ", ".join(columns)
+    con.execute(
+        f"CREATE TEMP TABLE {table} AS SELECT {column_list} FROM read_parquet(?)", [str(path)]
+    )
+
+
+def load_table(
+    con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]], schema: pa.Schema
+) -> None:
+    """Load Python rows into a new warehouse table with the given schema."""
+    load_arrow(con, table, pa.Table.from_pylist(rows, schema=schema))
+
+
+def load_arrow(
+    con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, temp: bool = False
+) -> None:
+    view = f"_arrow_{table}"
+    con.register(view, data)
+    try:
+        con.execute(f"CREATE {'TEMP ' if temp else ''}TABLE {table} AS SELECT * FROM {view}")
+    finally:
+        con.unregister(view)
+
+
+def transform_files(transforms_dir: Path) -> list[Path]:
+    """The SQL transforms, in the order they run (file name)."""
+    return sorted(Path(transforms_dir).glob("*.sql"))
+
+
+def run_transforms(con: duckdb.DuckDBPyConnection, transforms_dir: Path) -> None:
+    """Execute every transforms/*.sql file in file-name order."""
+    files = transform_files(transforms_dir)
+    if not files:
+        raise TransformError(f"no SQL transforms in {transforms_dir}")
+    for path in files:
+        try:
+            con.execute(path.read_text(encoding="utf-8"))
+        except duckdb.Error as error:
+            raise TransformError(f"{path.name}: {error}") from error
+
+
+def table_row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Row count of every persistent table of the warehouse."""
+    names = [
+        row[0]
+        for row in con.execute(
+            "SELECT table_name FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND NOT temporary ORDER BY table_name"
+        ).fetchall()
+    ]
+    counts = {}
+    for name in names:
+        # fetchall, not fetchone: DuckDB 2.0 refuses register() while a result is unfinished.
+        counts[name] = con.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0][0]
+    return counts
+
+
+def write_manifest(con: duckdb.DuckDBPyConnection, run_id: str, periods: list[str]) -> None:
+    """Record what this build is: run id, periods, row counts of every table, build time."""
+    counts = table_row_counts(con)
+    counts["manifest"] = 1
+    row = {
+        "run_id": run_id,
+        "built_at": datetime.now(UTC),
+        "periods": periods,
+        "table_rows": list(counts.items()),
+        "joinedup_version": __version__,
+    }
+    load_table(con, "manifest", [row], MANIFEST_SCHEMA)
+
+
+def database_files(db_path: Path) -> list[Path]:
+    """The database file and the files DuckDB keeps beside it (write-ahead log, temp dir)."""
+    return [
+        db_path,
+        db_path.with_name(db_path.name + ".wal"),
+        db_path.with_name(db_path.name + ".tmp"),
+    ]
+
+
+def remove_database(db_path: Path) -> None:
+    """Delete a database file and its companions, if present."""
+    for path in database_files(db_path):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)

@@ -1,0 +1,213 @@
+"""Render one self-contained HTML outcome report per area and period from the published warehouse.
+
+Reads the warehouse read-only and only its published tables: `published_metrics`,
+`metric_catalogue`, `metric_benchmarks`, `published_linkage_quality` (linkage_quality with its
+counts disclosure-controlled) and `manifest`; never the restricted `metric_values` or
+`linkage_quality`, which hold unrounded small counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from joinedup.contracts import code_lists
+from joinedup.publish import open_warehouse
+from joinedup.settings import Settings
+from joinedup.synth import AREAS
+
+TEMPLATE = "area_report.html.j2"
+AREA_NAMES: Mapping[str, str] = {area.la_code: area.name for area in AREAS}
+
+# Cohort values the metrics use beyond the census SEN provision codes, in display order.
+EXTRA_COHORT_LABELS = {
+    "SEN": "Any SEN (SEN support or EHC plan)",
+    "X": "Not on the school census",
+    "all": "All",
+}
+COHORT_ORDER = ("N", "K", "E", "SEN", "X", "all")
+UNIT_SUFFIX = {"percent": "%", "per 100": " per 100", "weeks": " weeks", "ratio": "×"}
+DIRECTION = {
+    True: "Higher is better",
+    False: "Lower is better",
+    None: "No better direction: it describes how the services overlap",
+}
+SUPPRESSION_SYMBOLS = frozenset({"c", "*", "z", "x"})
+
+
+@dataclass(frozen=True)
+class CohortRow:
+    """One published cell of a metric, ready to show."""
+
+    cohort_value: str
+    label: str
+    numerator: str
+    denominator: str
+    value: str
+    suppressed: bool
+    benchmark: str
+
+
+@dataclass(frozen=True)
+class MetricSection:
+    """One metric of an area report: its catalogue entry and its published cells."""
+
+    entry: dict[str, Any]
+    direction: str
+    benchmark_note: str
+    rows: list[CohortRow]
+
+
+def render_reports(
+    warehouse_path: Path,
+    out_dir: Path,
+    period: str,
+    area_names: Mapping[str, str] = AREA_NAMES,
+    settings: Settings | None = None,
+    synthetic_data: bool = True,
+) -> list[Path]:
+    """Write out_dir/<period>/<la_code>.html for every area with published metrics in period."""
+    settings = settings or Settings.from_env()
+    with open_warehouse(warehouse_path) as con:
+        catalogue = read_catalogue(con)
+        published = read_published(con, period)
+        benchmarks = read_benchmarks(con)
+        linkage = read_linkage_quality(con, period)
+        manifest = rows(con, "SELECT run_id, built_at FROM manifest")[0]
+    if not published:
+        raise ValueError(f"{warehouse_path} has no published metrics for period {period}")
+    template = report_environment(settings.templates_dir).get_template(TEMPLATE)
+    target_dir = Path(out_dir) / period
+    target_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for la_code in sorted({cell["la_code"] for cell in published}):
+        html = template.render(
+            la_code=la_code,
+            area_name=area_names.get(la_code, la_code),
+            period=period,
+            sections=metric_sections(catalogue, published, benchmarks, la_code),
+            linkage=[row for row in linkage if row["la_code"] == la_code],
+            manifest=manifest,
+            synthetic_data=synthetic_data,
+        )
+        path = target_dir / f"{la_code}.html"
+        path.write_text(html, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def report_environment(templates_dir: Path) -> Environment:
+    return Environment(
+        loader=FileSystemLoader(str(templates_dir)),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
+    """Query results as dicts."""
+    result = con.execute(sql, params or [])
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+
+def read_catalogue(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    return rows(con, "SELECT * FROM metric_catalogue")
+
+
+def read_published(con: duckdb.DuckDBPyConnection, period: str) -> list[dict]:
+    return rows(con, "SELECT * FROM published_metrics WHERE period = ?", [period])
+
+
+def read_benchmarks(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict]:
+    """National benchmarks by (metric id, cohort value)."""
+    found = rows(con, "SELECT * FROM metric_benchmarks")
+    return {(b["metric_id"], b["cohort_value"]): b for b in found}
+
+
+def read_linkage_quality(con: duckdb.DuckDBPyConnection, period: str) -> list[dict]:
+    """Linkage figures of the period (rows without a period apply to every period)."""
+    return rows(
+        con,
+        "SELECT * FROM published_linkage_quality WHERE period = ? OR period IS NULL "
+        "ORDER BY la_code, agency_pair",
+        [period],
+    )
+
+
+def cohort_label(cohort_value: str) -> str:
+    return code_lists()["sen_provision"].get(cohort_value) or EXTRA_COHORT_LABELS.get(
+        cohort_value, cohort_value
+    )
+
+
+def cohort_sort_key(cohort_value: str) -> tuple[int, str]:
+    order = COHORT_ORDER.index(cohort_value) if cohort_value in COHORT_ORDER else len(COHORT_ORDER)
+    return order, cohort_value
+
+
+def with_unit(value: str | None, unit: str) -> str:
+    """A published value with its unit; suppression symbols and blanks stay as they are."""
+    if value is None:
+        return ""
+    if value in SUPPRESSION_SYMBOLS:
+        return value
+    return f"{value}{UNIT_SUFFIX.get(unit, ' ' + unit)}"
+
+
+def format_benchmark(value: float, unit: str, decimals: int) -> str:
+    return with_unit(f"{value:.{decimals}f}", unit)
+
+
+def benchmark_note(entry: dict, benchmarks: dict[tuple[str, str], dict]) -> str:
+    """Where the metric's national benchmark comes from, or that there is none."""
+    found = [b for (metric_id, _), b in benchmarks.items() if metric_id == entry["id"]]
+    if not found:
+        return "No comparable national figure is published."
+    return f"England: {found[0]['source']}, {found[0]['year']}."
+
+
+def metric_sections(
+    catalogue: list[dict],
+    published: list[dict],
+    benchmarks: dict[tuple[str, str], dict],
+    la_code: str,
+) -> list[MetricSection]:
+    """The report's metric sections for one area, in catalogue order (a metric without cells,
+    because an extract it needs was not delivered, gets a section without rows)."""
+    sections = []
+    for entry in catalogue:
+        cells = [c for c in published if c["metric_id"] == entry["id"] and c["la_code"] == la_code]
+        cells.sort(key=lambda c: cohort_sort_key(c["cohort_value"]))
+        cohort_rows = [
+            CohortRow(
+                cohort_value=c["cohort_value"],
+                label=cohort_label(c["cohort_value"]),
+                numerator=c["published_numerator"] or "",
+                denominator=c["published_denominator"] or "",
+                value=with_unit(c["published_value"], entry["unit"]),
+                suppressed=c["suppressed"],
+                benchmark=(
+                    format_benchmark(b["value"], entry["unit"], entry["decimals"])
+                    if (b := benchmarks.get((entry["id"], c["cohort_value"])))
+                    else ""
+                ),
+            )
+            for c in cells
+        ]
+        sections.append(
+            MetricSection(
+                entry=entry,
+                direction=DIRECTION[entry["higher_is_better"]],
+                benchmark_note=benchmark_note(entry, benchmarks),
+                rows=cohort_rows,
+            )
+        )
+    return sections

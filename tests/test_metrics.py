@@ -1,0 +1,710 @@
+"""Tests of joinedup.metrics and transforms/*.sql: a tiny warehouse is built from hand-written
+pseudonymised extracts whose metrics are computed by hand below.
+
+The fixture builders here (`write_fixture_inputs`, `build_fixture_warehouse`) are imported by
+tests/test_publish.py and tests/test_report.py.
+
+The fixture, period 2024-25 unless said otherwise (A = Riverside, B = Shirehampton):
+- School census A: 20 pupils c01-c20: N c01-c12, K c13-c17, E c18-c20; 300 sessions possible
+  each except c12 (0). Persistently absent (>= 30 sessions): c01 (exactly 30), c03, c13, c14,
+  c18, c20; c02 misses 29. Census B: b01-b03, all N, none persistently absent.
+- Exclusions A: SUSP c13 x2, c18, c06, c07, c99 (c99 not on the census); LNCH c05; PERM c14.
+- SEN2 A: plans issued in 2024-25: c18 (254 days after request), c19 (exactly 140 days); c20
+  pending; c17 refused. 2023-24: c16 (75 days), reported again in the 2024-25 delivery.
+- Health referrals A with first attended contact, days waited: c13 14, c14 28, c18 70, c19 35,
+  c01 7, h01 21, h02 42, h03 56, h04 49; h05 not yet seen; c02 received 2024-08-01 (2023-24),
+  seen after 40 days per the 2024-25 delivery (not yet seen in the 2023-24 delivery).
+  Health B: k01, not yet seen; c03, seen after 28 days (c03's area is A, education's).
+- Care A: CIN c13, c18, h01, k01; LAC c18. (k01's area is B: health comes before care.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from joinedup.contracts import contract
+from joinedup.metrics import PUBLISHED_TABLES, SourceFile, build_warehouse
+from joinedup.settings import Settings
+
+A = "E09000099"
+B = "E10000099"
+P = "2024-25"
+PREV = "2023-24"
+
+# Identity attributes kept in clear, per person (defaults below).
+PEOPLE: dict[str, dict[str, str]] = {
+    "c18": {"birth_ym": "2012-08", "ethnicity": "BAFR", "sex": "M"},
+    "c19": {"birth_ym": "2012-09", "ethnicity": "AIND"},
+}
+DEFAULT_PERSON = {"birth_ym": "2013-03", "sex": "F", "ethnicity": "WBRI"}
+
+PAYLOAD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "education_census": {"ncyear": 7, "fsm_eligible": False, "school_urn": "100001"},
+    "education_exclusions": {"reason": "DB", "sessions": 2},
+    "education_sen2": {"request_source": "PAR", "request_outcome": "A", "week20_exception": False},
+    "health_referrals": {
+        "dataset": "CSDS",
+        "referral_source": "GP",
+        "contacts_attended": 1,
+        "contacts_dna": 0,
+    },
+    "care_cin": {"referral_source": "2A", "primary_need_code": "N1"},
+    "care_lac": {"rne": "S", "legal_status": "C2", "placement": "U4"},
+}
+
+
+def token(*parts: str) -> str:
+    """A stand-in for an HMAC token: 64 hex characters."""
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def person_token(agency: str, person: str) -> str:
+    return token("person", agency, person)
+
+
+def child_id(person: str) -> str:
+    return f"child-{person}"
+
+
+def identity_values(extract: str, person: str, column: str) -> Any:
+    """The value of one pseudonymised identity column for a fabricated person."""
+    agency = contract(extract).agency
+    attributes = DEFAULT_PERSON | PEOPLE.get(person, {})
+    if column == "person_token":
+        return person_token(agency, person)
+    if column in attributes:
+        # Health records c18's ethnicity differently: education's must win in dim_child.
+        if column == "ethnicity" and person == "c18" and agency == "health":
+            return "WBRI"
+        return attributes[column]
+    if column.endswith("_status"):
+        return "valid"
+    if column == "postcode_district":
+        return "LS6"
+    return token(column, person)
+
+
+def extract_table(extract: str, rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows of one extract (each with a 'person') as a table of its pseudonymised schema."""
+    schema = contract(extract).pseudonymised_schema()
+    identity = {c.name for c in contract(extract).pseudonymised_columns} - {
+        c.name for c in contract(extract).payload
+    }
+    full = []
+    for row in rows:
+        values = PAYLOAD_DEFAULTS[extract] | {k: v for k, v in row.items() if k != "person"}
+        values |= {name: identity_values(extract, row["person"], name) for name in identity}
+        full.append(values)
+    return pa.Table.from_pylist(full, schema=schema)
+
+
+def pupils(la_code: str) -> list[dict[str, Any]]:
+    """Census rows: (person, SEN provision, sessions possible, authorised, unauthorised)."""
+    if la_code == B:
+        spec = [(f"b0{i}", "N", 300, 5, 0) for i in (1, 2, 3)]
+    else:
+        absence = {
+            "c01": (20, 10),
+            "c02": (29, 0),
+            "c03": (20, 20),
+            "c13": (50, 0),
+            "c14": (15, 15),
+            "c15": (10, 0),
+            "c18": (60, 40),
+            "c19": (0, 0),
+            "c20": (31, 0),
+        }
+        spec = []
+        for i in range(1, 21):
+            person = f"c{i:02d}"
+            sen = "N" if i <= 12 else "K" if i <= 17 else "E"
+            possible = 0 if person == "c12" else 300
+            auth, unauth = (0, 0) if possible == 0 else absence.get(person, (5, 0))
+            spec.append((person, sen, possible, auth, unauth))
+    return [
+        {
+            "person": person,
+            "la_code": la_code,
+            "sen_provision": sen,
+            "primary_need": None if sen == "N" else "MLD",
+            "sessions_possible": possible,
+            "sessions_authorised": auth,
+            "sessions_unauthorised": unauth,
+        }
+        for person, sen, possible, auth, unauth in spec
+    ]
+
+
+def exclusions() -> list[dict[str, Any]]:
+    spec = [
+        ("c13", "2024-10-01", "SUSP", "K"),
+        ("c13", "2025-01-15", "SUSP", "K"),
+        ("c18", "2024-11-05", "SUSP", "E"),
+        ("c06", "2025-02-03", "SUSP", "N"),
+        ("c07", "2025-02-04", "SUSP", "N"),
+        ("c99", "2025-04-01", "SUSP", "N"),
+        ("c05", "2025-03-03", "LNCH", "N"),
+        ("c14", "2025-03-01", "PERM", "K"),
+    ]
+    return [
+        {
+            "person": person,
+            "la_code": A,
+            "start_date": date.fromisoformat(start),
+            "category": category,
+            "sen_provision": sen,
+        }
+        for person, start, category, sen in spec
+    ]
+
+
+def sen2_request(
+    person: str, received: str, outcome: str = "A", plan_after_days: int | None = None
+) -> dict[str, Any]:
+    received_date = date.fromisoformat(received)
+    plan = None if plan_after_days is None else received_date + timedelta(days=plan_after_days)
+    return {
+        "person": person,
+        "la_code": A,
+        "received_date": received_date,
+        "request_outcome": outcome,
+        "assessment_outcome": None if outcome != "A" else ("I" if plan else "P"),
+        "plan_start_date": plan,
+        "primary_need": "ASD" if plan else None,
+    }
+
+
+def sen2(period: str) -> list[dict[str, Any]]:
+    c16 = sen2_request("c16", "2024-06-01", plan_after_days=75)
+    if period == PREV:
+        return [c16, sen2_request("c18", "2024-01-10")]
+    return [
+        c16,
+        sen2_request("c18", "2024-01-10", plan_after_days=254),
+        sen2_request("c19", "2024-10-01", plan_after_days=140),
+        sen2_request("c20", "2025-03-01"),
+        sen2_request("c17", "2024-11-01", outcome="N"),
+    ]
+
+
+def referral(
+    person: str, la_code: str, service: str, received: str, wait_days: int | None
+) -> dict[str, Any]:
+    received_date = date.fromisoformat(received)
+    first = None if wait_days is None else received_date + timedelta(days=wait_days)
+    return {
+        "person": person,
+        "la_code": la_code,
+        "service": service,
+        "referral_received_date": received_date,
+        "first_attended_contact_date": first,
+    }
+
+
+def referrals(period: str, la_code: str) -> list[dict[str, Any]]:
+    if period == PREV:
+        return [referral("c02", A, "SLT", "2024-08-01", None)]
+    if la_code == B:
+        # k01's area is B (health before care); c03's referral is recorded in B, but c03 counts
+        # in A, its education area.
+        return [
+            referral("k01", B, "OT", "2025-01-10", None),
+            referral("c03", B, "SLT", "2024-10-07", 28),
+        ]
+    spec = [
+        ("c13", "SLT", "2024-09-10", 14),
+        ("c14", "OT", "2024-10-01", 28),
+        ("c18", "PAEDS", "2024-11-01", 70),
+        ("c19", "CAMHS", "2024-12-02", 35),
+        ("c01", "SLT", "2025-01-06", 7),
+        ("h01", "PHYSIO", "2025-02-03", 21),
+        ("h02", "SLT", "2025-02-10", 42),
+        ("h03", "OT", "2025-03-03", 56),
+        ("h04", "CAMHS", "2025-03-10", 49),
+        ("h05", "SLT", "2025-05-01", None),
+        ("c02", "SLT", "2024-08-01", 40),
+    ]
+    return [referral(p, A, service, received, wait) for p, service, received, wait in spec]
+
+
+def cin() -> list[dict[str, Any]]:
+    return [
+        {"person": person, "la_code": A, "cin_referral_date": date(2024, 5, 1)}
+        for person in ("c13", "c18", "h01", "k01")
+    ]
+
+
+def lac() -> list[dict[str, Any]]:
+    return [{"person": "c18", "la_code": A, "decom": date(2024, 12, 1)}]
+
+
+# (extract, period, area) -> rows of that delivery.
+DELIVERIES: dict[tuple[str, str, str], list[dict[str, Any]]] = {
+    ("education_census", P, A): pupils(A),
+    ("education_census", P, B): pupils(B),
+    ("education_exclusions", P, A): exclusions(),
+    ("education_sen2", PREV, A): sen2(PREV),
+    ("education_sen2", P, A): sen2(P),
+    ("health_referrals", PREV, A): referrals(PREV, A),
+    ("health_referrals", P, A): referrals(P, A),
+    ("health_referrals", P, B): referrals(P, B),
+    ("care_cin", P, A): cin(),
+    ("care_lac", P, A): lac(),
+}
+
+LINKAGE_QUALITY = [
+    {
+        "agency_pair": "education-health",
+        "la_code": A,
+        "period": P,
+        "records_l": 21,
+        "records_r": 10,
+        "links": 5,
+        "precision": 0.98,
+        "recall": 0.95,
+    }
+]
+
+
+@dataclass(frozen=True)
+class FixtureInputs:
+    sources: dict[str, list[SourceFile]]
+    spine: Path
+    links: Path
+
+
+def write_fixture_inputs(root: Path) -> FixtureInputs:
+    """Write the fixture's extracts, spine and links as Parquet under root."""
+    sources: dict[str, list[SourceFile]] = {}
+    records: set[tuple[str, str]] = set()
+    for (extract, period, la_code), rows in DELIVERIES.items():
+        path = root / "store" / extract / period / la_code / f"{extract}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(extract_table(extract, rows), path)
+        delivery = f"{extract}-{period}-{la_code}"
+        sources.setdefault(extract, []).append(SourceFile(path, period, la_code, delivery))
+        records |= {(contract(extract).agency, row["person"]) for row in rows}
+    spine = root / "spine.parquet"
+    pq.write_table(
+        pa.Table.from_pylist(
+            [
+                {"agency": a, "person_token": person_token(a, p), "child_id": child_id(p)}
+                for a, p in sorted(records)
+            ]
+        ),
+        spine,
+    )
+    links = root / "links.parquet"
+    pq.write_table(
+        pa.Table.from_pylist(
+            [
+                {
+                    "agency_l": "education",
+                    "person_token_l": person_token("education", left),
+                    "agency_r": "health",
+                    "person_token_r": person_token("health", right),
+                    "match_weight": weight,
+                    "match_probability": probability,
+                    "agreement": "nhs:missing|forename:agree|surname:agree|dob:agree",
+                }
+                for left, right, weight, probability in [
+                    ("c13", "c13", 15.2, 0.999),
+                    ("c02", "h05", -3.0, 0.01),
+                ]
+            ]
+        ),
+        links,
+    )
+    return FixtureInputs(sources, spine, links)
+
+
+def build_fixture_warehouse(
+    db_path: Path, root: Path, settings: Settings | None = None, run_id: str = "run-1"
+) -> dict[str, int]:
+    """Build the fixture warehouse at db_path from inputs written under root."""
+    inputs = write_fixture_inputs(root)
+    return build_warehouse(
+        db_path,
+        inputs.sources,
+        inputs.spine,
+        inputs.links,
+        run_id,
+        linkage_quality=LINKAGE_QUALITY,
+        settings=settings,
+    )
+
+
+@dataclass(frozen=True)
+class Built:
+    path: Path
+    counts: dict[str, int]
+    seconds: float
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    root = tmp_path_factory.mktemp("warehouse")
+    start = time.perf_counter()
+    counts = build_fixture_warehouse(root / "build.duckdb", root)
+    seconds = time.perf_counter() - start
+    print(f"\nfixture warehouse built in {seconds:.2f} s")
+    return Built(root / "build.duckdb", counts, seconds)
+
+
+@pytest.fixture
+def con(built: Built) -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect(str(built.path), read_only=True)
+    yield connection
+    connection.close()
+
+
+def cell(con, table: str, metric: str, period: str, la_code: str, cohort_value: str) -> tuple:
+    columns = (
+        "numerator, denominator, value"
+        if table == "metric_values"
+        else "published_numerator, published_denominator, published_value, suppressed"
+    )
+    rows = con.execute(
+        f"SELECT {columns} FROM {table} WHERE metric_id = ? AND period = ? AND la_code = ? "
+        "AND cohort = 'sen_status' AND cohort_value = ?",
+        [metric, period, la_code, cohort_value],
+    ).fetchall()
+    assert len(rows) == 1, (metric, period, la_code, cohort_value, rows)
+    return rows[0]
+
+
+# metric, period, area, cohort value -> (numerator, denominator, value), computed by hand.
+EXPECTED_VALUES = [
+    ("ehcp_issued_within_20_weeks", P, A, "all", (1, 2, 50.0)),
+    ("ehcp_issued_within_20_weeks", PREV, A, "all", (1, 1, 100.0)),
+    ("persistent_absence", P, A, "N", (2, 11, 100 * 2 / 11)),
+    ("persistent_absence", P, A, "K", (2, 5, 40.0)),
+    ("persistent_absence", P, A, "E", (2, 3, 100 * 2 / 3)),
+    ("persistent_absence", P, A, "all", (6, 19, 100 * 6 / 19)),
+    ("persistent_absence", P, B, "N", (0, 3, 0.0)),
+    ("persistent_absence", P, B, "E", (0, 0, None)),
+    ("suspension_rate", P, A, "N", (2, 12, 100 * 2 / 12)),
+    ("suspension_rate", P, A, "K", (2, 5, 40.0)),
+    ("suspension_rate", P, A, "E", (1, 3, 100 / 3)),
+    ("suspension_rate", P, A, "all", (5, 20, 25.0)),
+    ("suspension_rate", P, B, "all", (0, 3, 0.0)),
+    ("suspension_ratio_to_no_sen", P, A, "K", (40.0, 100 * 2 / 12, 2.4)),
+    ("suspension_ratio_to_no_sen", P, A, "E", (100 / 3, 100 * 2 / 12, 2.0)),
+    ("suspension_ratio_to_no_sen", P, A, "SEN", (37.5, 100 * 2 / 12, 2.25)),
+    ("suspension_ratio_to_no_sen", P, B, "K", (None, 0.0, None)),
+    ("referral_to_first_contact_weeks_median", P, A, "all", (None, 10, 4.5)),
+    ("referral_to_first_contact_weeks_median", P, A, "N", (None, 2, 2.5)),
+    ("referral_to_first_contact_weeks_median", P, A, "K", (None, 2, 3.0)),
+    ("referral_to_first_contact_weeks_median", P, A, "E", (None, 2, 7.5)),
+    ("referral_to_first_contact_weeks_median", P, A, "X", (None, 4, 6.5)),
+    ("referral_to_first_contact_weeks_median", PREV, A, "X", (None, 1, 40 / 7)),
+    ("referral_to_first_contact_weeks_median", P, B, "all", (None, 0, None)),
+    ("known_to_services_1", P, A, "all", (18, 26, 100 * 18 / 26)),
+    ("known_to_services_2", P, A, "all", (6, 26, 100 * 6 / 26)),
+    ("known_to_services_3", P, A, "all", (2, 26, 100 * 2 / 26)),
+    ("known_to_services_1", P, A, "N", (9, 12, 75.0)),
+    ("known_to_services_3", P, A, "N", (0, 12, 0.0)),
+    ("known_to_services_1", P, A, "K", (3, 5, 60.0)),
+    ("known_to_services_3", P, A, "E", (1, 3, 100 / 3)),
+    ("known_to_services_1", P, A, "X", (5, 6, 100 * 5 / 6)),
+    ("known_to_services_2", P, B, "X", (1, 1, 100.0)),
+    ("known_to_services_1", P, B, "all", (3, 4, 75.0)),
+    ("known_to_services_1", PREV, A, "all", (3, 3, 100.0)),
+]
+
+
+@pytest.mark.parametrize(
+    ("metric", "period", "la_code", "cohort_value", "expected"),
+    EXPECTED_VALUES,
+    ids=[f"{m}-{p}-{a}-{c}" for m, p, a, c, _ in EXPECTED_VALUES],
+)
+def test_metric_values_match_hand_computed_figures(
+    con, metric, period, la_code, cohort_value, expected
+):
+    """Each metric's unrounded numerator, denominator and value equal the hand computation."""
+    actual = cell(con, "metric_values", metric, period, la_code, cohort_value)
+    assert actual == pytest.approx(expected, nan_ok=False)
+
+
+def test_metric_cells_cover_each_delivered_area_period_and_cohort(con):
+    """Cells exist for every period and area with the metric's extract, and nowhere else."""
+    got = {
+        (metric, period, la_code, tuple(cohorts))
+        for metric, period, la_code, cohorts in con.execute(
+            "SELECT metric_id, period, la_code, list(cohort_value ORDER BY cohort_value) "
+            "FROM metric_values GROUP BY ALL"
+        ).fetchall()
+    }
+    nke_all = ("E", "K", "N", "all")
+    nkex_all = ("E", "K", "N", "X", "all")
+    expected = {
+        ("ehcp_issued_within_20_weeks", PREV, A, ("all",)),
+        ("ehcp_issued_within_20_weeks", P, A, ("all",)),
+        ("referral_to_first_contact_weeks_median", PREV, A, nkex_all),
+    }
+    for la_code in (A, B):
+        expected |= {
+            ("persistent_absence", P, la_code, nke_all),
+            ("suspension_rate", P, la_code, nke_all),
+            ("suspension_ratio_to_no_sen", P, la_code, ("E", "K", "SEN")),
+            ("referral_to_first_contact_weeks_median", P, la_code, nkex_all),
+        }
+        expected |= {(f"known_to_services_{k}", P, la_code, nkex_all) for k in (1, 2, 3)}
+    expected |= {(f"known_to_services_{k}", PREV, A, nkex_all) for k in (1, 2, 3)}
+    assert got == expected
+
+
+def test_known_to_services_shares_sum_to_100_in_every_cell(con):
+    """Exactly 1, 2 or 3 agencies: the three numerators add up to the denominator."""
+    bad = con.execute(
+        "SELECT period, la_code, cohort_value, sum(numerator), any_value(denominator) "
+        "FROM metric_values WHERE metric_id LIKE 'known_to_services_%' GROUP BY ALL "
+        "HAVING sum(numerator) <> any_value(denominator) OR count(DISTINCT denominator) > 1"
+    ).fetchall()
+    assert bad == []
+
+
+def test_metric_values_unit_comes_from_the_catalogue(con):
+    units = dict(con.execute("SELECT DISTINCT metric_id, unit FROM metric_values").fetchall())
+    assert units["persistent_absence"] == "percent"
+    assert units["suspension_rate"] == "per 100"
+    assert units["suspension_ratio_to_no_sen"] == "ratio"
+    assert units["referral_to_first_contact_weeks_median"] == "weeks"
+
+
+# metric, period, area, cohort value -> (numerator, denominator, value, suppressed) as published.
+EXPECTED_PUBLISHED = [
+    # health (nhs): 3 -> '*', 12 -> '10', percentages from rounded counts (20 / 25).
+    ("known_to_services_1", P, A, "K", ("*", "*", "*", True)),
+    ("known_to_services_1", P, A, "N", ("10", "10", "100.0", False)),
+    ("known_to_services_1", P, A, "all", ("20", "25", "80.0", False)),
+    ("known_to_services_3", P, A, "N", ("0", "10", "0.0", False)),
+    ("known_to_services_2", P, A, "all", ("*", "25", "*", True)),
+    ("known_to_services_1", P, B, "K", ("0", "0", "z", False)),
+    ("referral_to_first_contact_weeks_median", P, A, "all", (None, "10", "4.5", False)),
+    ("referral_to_first_contact_weeks_median", P, A, "X", (None, "*", "*", True)),
+    ("referral_to_first_contact_weeks_median", P, B, "all", (None, "0", "z", False)),
+    # education (dfe): 1-4 -> 'c' with the rate, zero -> '0', undefined -> 'z'.
+    ("persistent_absence", P, A, "N", ("c", "11", "c", True)),
+    ("persistent_absence", P, A, "all", ("6", "19", "31.6", False)),
+    ("persistent_absence", P, B, "N", ("0", "c", "c", True)),
+    ("persistent_absence", P, B, "E", ("0", "0", "z", False)),
+    ("suspension_rate", P, A, "all", ("5", "20", "25.00", False)),
+    ("suspension_rate", P, A, "K", ("c", "5", "c", True)),
+    ("ehcp_issued_within_20_weeks", P, A, "all", ("c", "c", "c", True)),
+    ("suspension_ratio_to_no_sen", P, A, "SEN", ("c", "c", "c", True)),
+    ("suspension_ratio_to_no_sen", P, B, "K", ("z", "c", "z", True)),
+]
+
+
+@pytest.mark.parametrize(
+    ("metric", "period", "la_code", "cohort_value", "expected"),
+    EXPECTED_PUBLISHED,
+    ids=[f"{m}-{p}-{a}-{c}" for m, p, a, c, _ in EXPECTED_PUBLISHED],
+)
+def test_published_metrics_apply_disclosure_rules(
+    con, metric, period, la_code, cohort_value, expected
+):
+    """Published figures follow the NHS (health) and DfE (education) conventions."""
+    assert cell(con, "published_metrics", metric, period, la_code, cohort_value) == expected
+
+
+def test_published_metrics_carry_each_metrics_disclosure_rule(con):
+    rules = dict(
+        con.execute("SELECT DISTINCT metric_id, disclosure_rule FROM published_metrics").fetchall()
+    )
+    health = {m for m in rules if m.startswith("known_to") or m.startswith("referral")}
+    assert {rules[m] for m in health} == {"nhs"}
+    assert {rules[m] for m in set(rules) - health} == {"dfe"}
+
+
+def test_no_published_count_is_small_or_unrounded_for_health(con):
+    """No published health count lies in 1-7, and every shown one is a multiple of 5."""
+    shown = con.execute(
+        "SELECT published_numerator, published_denominator FROM published_metrics "
+        "WHERE disclosure_rule = 'nhs'"
+    ).fetchall()
+    counts = [int(v) for row in shown for v in row if v is not None and v.isdigit()]
+    assert counts and all(c % 5 == 0 for c in counts)
+
+
+def test_warehouse_holds_no_tokens_bloom_encodings_or_source_tables(con, built):
+    """Analysts get child_id only: no *_token / *_bloom column, no src_/stg_/int_ table."""
+    columns = con.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() "
+        "WHERE database_name = current_database()"
+    ).fetchall()
+    leaks = [(t, c) for t, c in columns if c.endswith("_token") or c.endswith("_bloom")]
+    assert leaks == []
+    tables = {t for t, _ in columns}
+    assert tables == PUBLISHED_TABLES
+    assert not [t for t in tables if t.startswith(("src_", "stg_", "int_"))]
+
+
+def test_warehouse_file_contains_no_token_bytes(built):
+    """The source tokens never reach the file, not even in freed blocks."""
+    content = built.path.read_bytes()
+    tokens = [person_token("education", "c01"), person_token("health", "h01")]
+    tokens += [token("surname_token", "c01"), token("forename_bloom", "h01")]
+    assert [t for t in tokens if t.encode() in content] == []
+
+
+def test_returned_counts_are_the_tables_row_counts(con, built):
+    assert set(built.counts) == PUBLISHED_TABLES
+    for table, rows in built.counts.items():
+        assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == rows
+    assert built.counts["fct_attendance"] == 23
+    assert built.counts["manifest"] == 1
+
+
+def test_manifest_records_run_periods_and_row_counts(con, built):
+    run_id, periods, table_rows, built_at = con.execute(
+        "SELECT run_id, periods, table_rows, built_at FROM manifest"
+    ).fetchone()
+    assert run_id == "run-1"
+    assert periods == [PREV, P]
+    assert table_rows == built.counts
+    assert built_at is not None
+
+
+def test_dim_child_takes_education_attributes_and_derives_age_and_group(con):
+    """Education's ethnicity wins over health's; group from codes.json; age at 31 August."""
+    rows = {
+        r[0]: r[1:]
+        for r in con.execute(
+            "SELECT child_id, birth_ym, sex, ethnicity, ethnicity_group, la_code FROM dim_child"
+        ).fetchall()
+    }
+    assert rows[child_id("c18")] == ("2012-08", "M", "BAFR", "Black", A)
+    assert rows[child_id("c19")][3] == "Asian"
+    assert rows[child_id("k01")][4] == B  # health's area before care's
+    ages = dict(
+        con.execute(
+            "SELECT child_id, age_at_31_aug FROM dim_child_period WHERE period = ?", [P]
+        ).fetchall()
+    )
+    assert ages[child_id("c18")] == 12  # born August 2012: 12 on 31 August 2024
+    assert ages[child_id("c19")] == 11  # born September 2012: still 11
+
+
+def test_dim_child_period_has_census_sen_status_or_x(con):
+    rows = dict(
+        con.execute(
+            "SELECT child_id, sen_provision FROM dim_child_period WHERE period = ?", [P]
+        ).fetchall()
+    )
+    assert rows[child_id("c01")] == "N"
+    assert rows[child_id("c13")] == "K"
+    assert rows[child_id("c18")] == "E"
+    assert rows[child_id("c99")] == "X"  # excluded but not on the census
+    assert rows[child_id("h01")] == "X"
+    assert con.execute("SELECT count(*) FROM dim_child").fetchone()[0] == 30
+
+
+def test_facts_carry_child_id_and_service_contact_counts_agencies(con):
+    agencies = con.execute(
+        "SELECT list(agency ORDER BY agency) FROM fct_service_contact "
+        "WHERE child_id = ? AND period = ?",
+        [child_id("c18"), P],
+    ).fetchone()[0]
+    assert agencies == ["care", "education", "health"]
+    assert con.execute("SELECT count(*) FROM fct_exclusions").fetchone()[0] == 8
+    assert con.execute("SELECT count(*) FROM fct_ehc_requests").fetchone()[0] == 7
+
+
+def test_link_pairs_keep_child_ids_instead_of_tokens(con):
+    rows = con.execute(
+        "SELECT child_id_l, child_id_r, match_probability FROM link_pairs ORDER BY match_weight"
+    ).fetchall()
+    assert rows == [
+        (child_id("c02"), child_id("h05"), 0.01),
+        (child_id("c13"), child_id("c13"), 0.999),
+    ]
+
+
+def test_linkage_quality_and_reference_tables_are_loaded(con):
+    assert con.execute("SELECT links, recall FROM linkage_quality").fetchall() == [(5, 0.95)]
+    groups = dict(
+        con.execute("SELECT ethnicity, ethnicity_group FROM ref_ethnicity_group").fetchall()
+    )
+    assert groups["MWBA"] == "Mixed"
+    assert con.execute("SELECT count(*) FROM deliveries").fetchone()[0] == len(DELIVERIES)
+
+
+def test_catalogue_has_one_entry_per_metric_with_benchmarks(con):
+    """Every metric has a catalogue entry; the national benchmarks of domain section 4."""
+    catalogue = {r[0] for r in con.execute("SELECT id FROM metric_catalogue").fetchall()}
+    metrics = {r[0] for r in con.execute("SELECT DISTINCT metric_id FROM metric_values").fetchall()}
+    assert catalogue == metrics
+    benchmarks = {
+        (m, c): (v, y)
+        for m, c, v, y in con.execute(
+            "SELECT metric_id, cohort_value, value, year FROM metric_benchmarks"
+        ).fetchall()
+    }
+    assert benchmarks == {
+        ("ehcp_issued_within_20_weeks", "all"): (45.9, "2024"),
+        ("persistent_absence", "E"): (34.6, "2023/24"),
+        ("persistent_absence", "K"): (29.9, "2023/24"),
+        ("persistent_absence", "N"): (18.2, "2023/24"),
+        ("suspension_rate", "all"): (11.31, "2023/24"),
+    }
+
+
+def test_build_refuses_an_existing_path(tmp_path):
+    target = tmp_path / "exists.duckdb"
+    target.write_bytes(b"keep me")
+    with pytest.raises(FileExistsError):
+        build_fixture_warehouse(target, tmp_path)
+    assert target.read_bytes() == b"keep me"
+
+
+def test_build_fails_and_cleans_up_when_the_spine_misses_a_record(tmp_path):
+    """A record without a child_id would vanish from the metrics: the build stops instead."""
+    inputs = write_fixture_inputs(tmp_path)
+    spine = pq.read_table(inputs.spine).to_pylist()
+    pq.write_table(pa.Table.from_pylist(spine[1:]), inputs.spine)
+    target = tmp_path / "build.duckdb"
+    with pytest.raises(Exception, match="child spine does not cover 1 extract record"):
+        build_warehouse(target, inputs.sources, inputs.spine, inputs.links, "run-x")
+    assert not target.exists()
+
+
+def test_build_refuses_a_file_that_does_not_match_its_contract(tmp_path):
+    inputs = write_fixture_inputs(tmp_path)
+    census = inputs.sources["education_census"][0].path
+    pq.write_table(pq.read_table(census).drop_columns(["sessions_possible"]), census)
+    with pytest.raises(ValueError, match="missing \\['sessions_possible'\\]"):
+        build_warehouse(tmp_path / "b.duckdb", inputs.sources, inputs.spine, inputs.links, "run-x")
+    assert not (tmp_path / "b.duckdb").exists()
+
+
+def test_build_refuses_two_deliveries_for_one_extract_period_and_area(tmp_path):
+    inputs = write_fixture_inputs(tmp_path)
+    first = inputs.sources["care_cin"][0]
+    sources = inputs.sources | {"care_cin": [first, SourceFile(first.path, P, A, "again")]}
+    with pytest.raises(ValueError, match="more than one delivery"):
+        build_warehouse(tmp_path / "b.duckdb", sources, inputs.spine, inputs.links, "run-x")
+
+
+def test_an_extract_without_deliveries_gives_no_cells_for_its_metrics(tmp_path):
+    """No SEN2 delivered: the build succeeds and the 20-week metric simply has no cells."""
+    inputs = write_fixture_inputs(tmp_path)
+    sources = {k: v for k, v in inputs.sources.items() if k != "education_sen2"}
+    target = tmp_path / "b.duckdb"
+    build_warehouse(target, sources, inputs.spine, inputs.links, "run-x")
+    with duckdb.connect(str(target), read_only=True) as connection:
+        found = connection.execute(
+            "SELECT count(*) FROM metric_values WHERE metric_id = 'ehcp_issued_within_20_weeks'"
+        ).fetchone()[0]
+    assert found == 0

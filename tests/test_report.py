@@ -1,0 +1,201 @@
+"""Tests of joinedup.report: one self-contained HTML page per area, showing only
+disclosure-controlled figures from the published warehouse."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from joinedup.publish import open_warehouse, publish
+from joinedup.report import render_reports
+from tests.test_metrics import A, B, P, build_fixture_warehouse
+
+
+@dataclass(frozen=True)
+class Rendered:
+    warehouse: Path
+    out_dir: Path
+    paths: list[Path]
+
+    def html(self, la_code: str) -> str:
+        return (self.out_dir / P / f"{la_code}.html").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+    root = tmp_path_factory.mktemp("report")
+    warehouse = root / "warehouse" / "joinedup.duckdb"
+    build_fixture_warehouse(root / "build.duckdb", root)
+    publish(root / "build.duckdb", warehouse)
+    out_dir = root / "reports"
+    return Rendered(warehouse, out_dir, render_reports(warehouse, out_dir, P))
+
+
+class TableRows(HTMLParser):
+    """Cell texts of the report's table rows, keyed by their data attributes: metric rows by
+    (metric id, cohort value), linkage rows by ("linkage", agency pair)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[tuple[str, str], list[str]] = {}
+        self._key: tuple[str, str] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "tr" and "data-metric" in found:
+            self._key = (found["data-metric"], found["data-cohort"])
+        elif tag == "tr" and "data-linkage" in found:
+            self._key = ("linkage", found["data-linkage"])
+        elif tag in ("td", "th") and self._key:
+            self._cell = []
+            return
+        else:
+            return
+        self.rows[self._key] = []
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._key:
+            self.rows[self._key].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr":
+            self._key = None
+
+
+def table_rows(html: str) -> dict[tuple[str, str], list[str]]:
+    parser = TableRows()
+    parser.feed(html)
+    return parser.rows
+
+
+def query(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]:
+    with open_warehouse(warehouse) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def test_one_file_per_area_named_by_la_code(rendered):
+    assert sorted(p.name for p in rendered.paths) == [f"{A}.html", f"{B}.html"]
+    assert all(p.parent == rendered.out_dir / P for p in rendered.paths)
+
+
+def test_title_names_the_area_from_the_synthetic_areas(rendered):
+    assert "<title>Riverside (E09000099)" in rendered.html(A)
+    assert "<title>Shirehampton (E10000099)" in rendered.html(B)
+
+
+def test_every_metric_title_and_definition_appears_in_every_report(rendered):
+    entries = query(rendered.warehouse, "SELECT title, definition FROM metric_catalogue")
+    for la_code in (A, B):
+        html = rendered.html(la_code)
+        for title, definition in entries:
+            assert title in html, (la_code, title)
+            assert definition.split(",")[0] in html, (la_code, title)
+
+
+def test_table_cells_show_exactly_the_published_figures(rendered):
+    """Each row shows the published numerator and denominator, and the value with its unit."""
+    published = query(
+        rendered.warehouse,
+        "SELECT metric_id, cohort_value, published_numerator, published_denominator, "
+        "published_value FROM published_metrics WHERE la_code = ? AND period = ?",
+        [A, P],
+    )
+    rows = {k: v for k, v in table_rows(rendered.html(A)).items() if k[0] != "linkage"}
+    assert set(rows) == {(m, c) for m, c, *_ in published}
+    for metric, cohort, numerator, denominator, value in published:
+        _, shown_numerator, shown_denominator, shown_value, _ = rows[(metric, cohort)]
+        assert shown_numerator == (numerator or "")
+        assert shown_denominator == denominator
+        assert shown_value.startswith(value), (metric, cohort, shown_value)
+
+
+SMALL_COUNT_LIMIT = {"dfe": 4, "nhs": 7}
+
+
+def test_suppressed_cells_show_no_raw_small_counts(rendered):
+    """No suppressed cell shows a raw count below its rule's threshold (DfE 1-4, NHS 1-7)."""
+    suppressed = query(
+        rendered.warehouse,
+        "SELECT v.metric_id, v.cohort_value, v.numerator, v.denominator, p.disclosure_rule "
+        "FROM published_metrics p JOIN metric_values v "
+        "USING (metric_id, period, la_code, cohort, cohort_value) "
+        "WHERE p.suppressed AND p.la_code = ? AND p.period = ? AND v.unit <> 'ratio'",
+        [A, P],
+    )
+    assert len(suppressed) > 10
+    rows = table_rows(rendered.html(A))
+    for metric, cohort, numerator, denominator, rule in suppressed:
+        figures = rows[(metric, cohort)][1:4]
+        limit = SMALL_COUNT_LIMIT[rule]
+        small = {f"{n:.0f}" for n in (numerator, denominator) if n and 0 < n <= limit}
+        assert not small & set(figures), (metric, cohort, figures, small)
+    assert rows[("known_to_services_1", "K")][1:4] == ["*", "*", "*"]
+    assert rows[("persistent_absence", "N")][1:4] == ["c", "11", "c"]
+
+
+def test_benchmarks_direction_and_units_are_shown(rendered):
+    html = rendered.html(A)
+    rows = table_rows(html)
+    assert rows[("ehcp_issued_within_20_weeks", "all")][4] == "45.9%"
+    assert rows[("persistent_absence", "E")][4] == "34.6%"
+    assert rows[("suspension_rate", "all")][4] == "11.31 per 100"
+    assert rows[("suspension_rate", "all")][3] == "25.00 per 100"
+    assert rows[("referral_to_first_contact_weeks_median", "all")][3] == "4.5 weeks"
+    assert "England: DfE, Education, health and care plans, England 2025, 2024." in html
+    assert "Lower is better" in html and "Higher is better" in html
+
+
+def test_caveats_cover_synthetic_data_disclosure_and_linkage(rendered):
+    """Linkage counts are disclosure-controlled too (21 -> 20, 10 -> 10, 5 links -> *)."""
+    html = rendered.html(A)
+    assert "Synthetic data." in html
+    assert "Secondary suppression is not yet applied" in html
+    linkage = table_rows(html)[("linkage", "education-health")]
+    assert linkage == ["education-health", "20", "10", "*", "98.0%", "95.0%"]
+    assert "No linkage quality figures" in rendered.html(B)
+
+
+def test_reports_load_nothing_from_the_network(rendered):
+    for path in rendered.paths:
+        html = path.read_text(encoding="utf-8")
+        for external in ("http://", "https://", "<script", "<link", "src=", "@import"):
+            assert external not in html, (path.name, external)
+
+
+def test_reports_need_only_the_published_tables(rendered, tmp_path):
+    """Dropping the restricted tables changes nothing in the reports."""
+    copy = tmp_path / "published-only.duckdb"
+    shutil.copy(rendered.warehouse, copy)
+    with duckdb.connect(str(copy)) as con:
+        con.execute("DROP TABLE metric_values")
+        con.execute("DROP TABLE linkage_quality")
+    paths = render_reports(copy, tmp_path / "out", P)
+    assert [p.read_text() for p in paths] == [p.read_text() for p in rendered.paths]
+
+
+def test_area_names_can_be_given(rendered, tmp_path):
+    paths = render_reports(rendered.warehouse, tmp_path, P, area_names={A: "Testborough"})
+    assert "<title>Testborough (E09000099)" in paths[0].read_text()
+    assert "<title>E10000099 (E10000099)" in paths[1].read_text()
+
+
+def test_a_metric_without_data_says_so(rendered):
+    """B delivered no SEN2: its 20-week section explains the gap instead of showing a table."""
+    html = rendered.html(B)
+    section = html[html.index('id="ehcp_issued_within_20_weeks"') :]
+    section = section[: section.index("</section>")]
+    assert "was not delivered" in section and "<table" not in section
+
+
+def test_a_period_without_metrics_is_an_error(rendered, tmp_path):
+    with pytest.raises(ValueError, match="no published metrics for period 2019-20"):
+        render_reports(rendered.warehouse, tmp_path, "2019-20")

@@ -1,0 +1,140 @@
+-- published_metrics: metric_values after disclosure control, the only metric table reports and
+-- other publications may read. Every figure is text so that suppression symbols can stand in
+-- for numbers. The rule of each metric comes from metric_catalogue.disclosure_rule:
+--   'dfe' (education cells): counts of 1-4 shown as 'c', and any rate resting on such a count
+--     as 'c' too; zero shown as '0'; 'z' (not applicable) where the rate is undefined
+--     (denominator 0).
+--   'nhs' (cells drawing on health data): counts of 1-7 shown as '*', other counts rounded to
+--     the nearest 5; percentages computed from the rounded counts; medians shown only where
+--     n >= 8; 'z' where the figure is undefined (no one in the cohort).
+-- Not yet done (a later issue): secondary suppression. A suppressed cell can still be
+-- recovered by subtraction from its siblings and the 'all' total (e.g. N = all - K - E) or
+-- across overlapping geographies; published tables must not be released outside the
+-- partnership until complementary suppression is applied.
+
+CREATE OR REPLACE TEMP MACRO fmt_number(x, decimals) AS
+    printf('%.' || decimals || 'f', round(x, decimals));
+
+CREATE OR REPLACE TEMP MACRO dfe_small(n) AS n BETWEEN 1 AND 4;
+CREATE OR REPLACE TEMP MACRO dfe_count(n) AS
+    CASE WHEN n IS NULL THEN NULL
+         WHEN dfe_small(n) THEN 'c'
+         ELSE CAST(CAST(n AS BIGINT) AS VARCHAR) END;
+CREATE OR REPLACE TEMP MACRO dfe_rate(num, den, v, decimals) AS
+    CASE WHEN v IS NULL THEN 'z'
+         WHEN dfe_small(num) OR dfe_small(den) THEN 'c'
+         ELSE fmt_number(v, decimals) END;
+
+CREATE OR REPLACE TEMP MACRO nhs_small(n) AS n BETWEEN 1 AND 7;
+CREATE OR REPLACE TEMP MACRO nhs_round(n) AS round(n / 5) * 5;
+CREATE OR REPLACE TEMP MACRO nhs_count(n) AS
+    CASE WHEN n IS NULL THEN NULL
+         WHEN nhs_small(n) THEN '*'
+         ELSE CAST(CAST(nhs_round(n) AS BIGINT) AS VARCHAR) END;
+
+CREATE TABLE published_metrics AS
+WITH cells AS (
+    SELECT v.*, m.statistic, m.disclosure_rule, m.decimals
+    FROM metric_values AS v
+    JOIN metric_catalogue AS m ON m.id = v.metric_id
+),
+-- Proportions and rates whose numerator and denominator are counts of education records.
+dfe_proportions AS (
+    SELECT
+        metric_id, period, la_code, cohort, cohort_value,
+        dfe_count(numerator) AS published_numerator,
+        dfe_count(denominator) AS published_denominator,
+        dfe_rate(numerator, denominator, value, decimals) AS published_value,
+        unit, disclosure_rule
+    FROM cells
+    WHERE disclosure_rule = 'dfe' AND statistic = 'proportion'
+),
+-- Percentages of counts drawing on health data: computed from the rounded counts.
+nhs_proportions AS (
+    SELECT
+        metric_id, period, la_code, cohort, cohort_value,
+        nhs_count(numerator) AS published_numerator,
+        nhs_count(denominator) AS published_denominator,
+        CASE WHEN denominator = 0 THEN 'z'
+             WHEN nhs_small(numerator) OR nhs_small(denominator) THEN '*'
+             ELSE fmt_number(100.0 * nhs_round(numerator) / nhs_round(denominator), decimals)
+        END AS published_value,
+        unit, disclosure_rule
+    FROM cells
+    WHERE disclosure_rule = 'nhs' AND statistic = 'proportion'
+),
+-- Medians of health data: the number measured is a count; the median needs n >= 8.
+nhs_medians AS (
+    SELECT
+        metric_id, period, la_code, cohort, cohort_value,
+        CAST(NULL AS VARCHAR) AS published_numerator,
+        nhs_count(denominator) AS published_denominator,
+        CASE WHEN denominator = 0 THEN 'z'
+             WHEN denominator < 8 THEN '*'
+             ELSE fmt_number(value, decimals)
+        END AS published_value,
+        unit, disclosure_rule
+    FROM cells
+    WHERE disclosure_rule = 'nhs' AND statistic = 'median'
+),
+-- The suspension ratio: its numerator and denominator are the SEN group's and the no-SEN
+-- group's suspension rates, each published under the dfe rule from its own counts; the ratio
+-- is suppressed when either rate is.
+ratio_parts AS (
+    SELECT
+        c.*,
+        dfe_rate(g.suspensions, g.pupils, g.rate_per_100, r.decimals) AS published_numerator,
+        dfe_rate(n.suspensions, n.pupils, n.rate_per_100, r.decimals) AS published_denominator
+    FROM cells AS c
+    JOIN int_suspension_cells AS g
+        ON g.period = c.period AND g.la_code = c.la_code AND g.cohort_value = c.cohort_value
+    JOIN int_suspension_cells AS n
+        ON n.period = c.period AND n.la_code = c.la_code AND n.cohort_value = 'N'
+    JOIN metric_catalogue AS r ON r.id = 'suspension_rate'
+    WHERE c.metric_id = 'suspension_ratio_to_no_sen'
+),
+dfe_ratios AS (
+    SELECT
+        metric_id, period, la_code, cohort, cohort_value, published_numerator,
+        published_denominator,
+        CASE WHEN value IS NULL THEN 'z'
+             WHEN published_numerator = 'c' OR published_denominator = 'c' THEN 'c'
+             ELSE fmt_number(value, decimals)
+        END AS published_value,
+        unit, disclosure_rule
+    FROM ratio_parts
+),
+published AS (
+    SELECT * FROM dfe_proportions
+    UNION ALL SELECT * FROM nhs_proportions
+    UNION ALL SELECT * FROM nhs_medians
+    UNION ALL SELECT * FROM dfe_ratios
+)
+SELECT
+    *,
+    published_value IN ('c', '*')
+        OR coalesce(published_numerator IN ('c', '*'), false)
+        OR coalesce(published_denominator IN ('c', '*'), false) AS suppressed
+FROM published
+ORDER BY metric_id, period, la_code, cohort, cohort_value;
+
+-- published_linkage_quality: linkage_quality for publication. Its counts are counts of
+-- children's records known to two agencies, so they get the stricter NHS rule: 1-7 as '*',
+-- others rounded to the nearest 5. Precision and recall (shares, measured only where a truth
+-- is known) are kept as they are.
+CREATE TABLE published_linkage_quality AS
+SELECT
+    agency_pair, la_code, period,
+    nhs_count(records_l) AS published_records_l,
+    nhs_count(records_r) AS published_records_r,
+    nhs_count(links) AS published_links,
+    precision, recall
+FROM linkage_quality
+ORDER BY la_code, agency_pair, period;
+
+-- Every metric cell must be published by exactly one of the branches above.
+SELECT error('disclosure control covers ' || (SELECT count(*) FROM published_metrics)
+             || ' of ' || count(*) || ' metric cells: a metric has a statistic and '
+             || 'disclosure_rule combination 50_published_metrics.sql does not handle')
+FROM metric_values
+HAVING count(*) <> (SELECT count(*) FROM published_metrics);

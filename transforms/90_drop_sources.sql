@@ -1,0 +1,31 @@
+-- End of the build: drop the pseudonymised source tables (they hold the identity tokens),
+-- the staging tables and the intermediate metric tables. All of them are TEMP tables, kept in
+-- memory and never written to the warehouse file (a dropped ordinary table would leave its
+-- bytes in the file's free blocks); dropping them explicitly makes the end state plain.
+-- The published warehouse holds child_id as its only person key.
+
+DROP TABLE src_education_census;
+DROP TABLE src_education_exclusions;
+DROP TABLE src_education_sen2;
+DROP TABLE src_health_referrals;
+DROP TABLE src_care_cin;
+DROP TABLE src_care_lac;
+DROP TABLE src_spine;
+DROP TABLE src_links;
+
+DROP TABLE stg_census;
+DROP TABLE stg_exclusions;
+DROP TABLE stg_sen2;
+DROP TABLE stg_health_referrals;
+DROP TABLE stg_cin;
+DROP TABLE stg_lac;
+DROP TABLE stg_person;
+
+DROP TABLE int_metric_cells;
+DROP TABLE int_metric_ehcp_issued_within_20_weeks;
+DROP TABLE int_metric_persistent_absence;
+DROP TABLE int_suspension_cells;
+DROP TABLE int_metric_suspension_rate;
+DROP TABLE int_metric_suspension_ratio_to_no_sen;
+DROP TABLE int_metric_referral_to_first_contact_weeks_median;
+DROP TABLE int_metric_known_to_services;
