@@ -133,21 +133,22 @@ def extract_paths(deliveries: Iterable[Delivery]) -> dict[str, list[Path]]:
 
 
 def linkage_counts(spine: pd.DataFrame, deliveries: Iterable[Delivery]) -> list[dict]:
-    """Per agency pair and area: person records on each side and how many link across."""
-    records = spine.merge(_record_areas(deliveries), on=["agency", "person_token"], how="left")
+    """Per period, agency pair and area: person records on each side and how many link across."""
+    records = _delivered_records(deliveries).merge(spine, on=["agency", "person_token"])
     rows = []
-    for i, left in enumerate(AGENCIES):
-        for right in AGENCIES[i + 1 :]:
-            right_children = records.child_id[records.agency == right]
-            for la_code, area in records.groupby("la_code"):
+    for (period, la_code), area in records.groupby(["period", "la_code"]):
+        for i, left in enumerate(AGENCIES):
+            for right in AGENCIES[i + 1 :]:
                 left_side = area[area.agency == left]
+                right_side = area[area.agency == right]
                 rows.append(
                     {
+                        "period": period,
                         "agency_pair": f"{left}-{right}",
                         "la_code": la_code,
                         "records_l": len(left_side),
-                        "records_r": int((area.agency == right).sum()),
-                        "links": int(left_side.child_id.isin(right_children).sum()),
+                        "records_r": len(right_side),
+                        "links": int(left_side.child_id.isin(right_side.child_id).sum()),
                     }
                 )
     return rows
@@ -157,15 +158,15 @@ def safe_run_id(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
 
 
-def _record_areas(deliveries: Iterable[Delivery]) -> pd.DataFrame:
-    """Agency, person_token and la_code of every person record in the deliveries."""
+def _delivered_records(deliveries: Iterable[Delivery]) -> pd.DataFrame:
+    """Agency, person_token, period and la_code of every person record in the deliveries."""
     frames = [
         pq.read_table(d.stored_path, columns=["person_token"])
         .to_pandas()
-        .assign(agency=d.agency, la_code=d.la_code)
+        .assign(agency=d.agency, period=d.period, la_code=d.la_code)
         for d in deliveries
     ]
-    return pd.concat(frames).drop_duplicates(["agency", "person_token"])
+    return pd.concat(frames).drop_duplicates()
 
 
 def _require_all_agencies(deliveries: list[Delivery], period: str) -> list[Delivery]:
