@@ -151,7 +151,6 @@ BLOCKING_RULES: tuple[BlockingRule, ...] = (
     same_on("nhs", "nhs_token"),
     same_on("upn", "upn_token"),
     same_on("dob", "dob_token"),
-    BlockingRule("dob_swap", ("dob_swap_token",), ("dob_token",)),
     same_on("ym_forename", "birth_ym", "forename_phonetic_token"),
     same_on("ym_surname", "birth_ym", "surname_phonetic_token"),
     same_on("postcode_year", "postcode_token", BIRTH_YEAR),
@@ -218,7 +217,7 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("upn", (MISSING, "agree", "disagree")),
     Comparison("forename", (MISSING, "exact", "alt", *DICE_LEVELS, "disagree")),
     Comparison("surname", (MISSING, "exact", *DICE_LEVELS, "disagree")),
-    Comparison("dob", (MISSING, "exact", "swap", "year_month", "day", "disagree")),
+    Comparison("dob", (MISSING, "exact", "year_month", "year", "month", "disagree")),
     Comparison("sex", (MISSING, "agree", "disagree")),
     Comparison("postcode", (MISSING, "full", "sector", "district", "disagree")),
 )
@@ -303,28 +302,29 @@ class NameLevels(BaseCompareFeature):
 
 
 class DobLevels(BaseCompareFeature):
-    """Date of birth agreement: missing, exact, day/month swapped, same year-month, same day
-    with one of year/month different, else."""
+    """Date of birth agreement: missing, exact, same year-month, same year (a wrong month, or
+    day and month swapped), same month (a wrong year), else. Only the full date is tokenised
+    (see joinedup.pseudonymise), so a swapped day and month agrees on the year only."""
 
     name = "dob_levels"
     description = "Graded date-of-birth agreement on tokens and clear birth year-month."
-    columns = ("dob_token", "dob_swap_token", "dob_day_token", BIRTH_YEAR, BIRTH_MONTH)
+    columns = ("dob_token", BIRTH_YEAR, BIRTH_MONTH)
 
     def __init__(self, label: str = "dob") -> None:
         super().__init__(list(self.columns), list(self.columns), label=label)
 
     def _compute_vectorized(self, *series: pd.Series) -> np.ndarray:
         width = len(self.columns)
-        dob_l, swap_l, day_l, year_l, month_l = (s.to_numpy() for s in series[:width])
-        dob_r, swap_r, day_r, year_r, month_r = (s.to_numpy() for s in series[width:])
+        dob_l, year_l, month_l = (s.to_numpy() for s in series[:width])
+        dob_r, year_r, month_r = (s.to_numpy() for s in series[width:])
         same_year = equal_not_null(year_l, year_r)
         same_month = equal_not_null(month_l, month_r)
         conditions = [
             null_mask(dob_l, dob_r),
             equal_not_null(dob_l, dob_r),
-            equal_not_null(swap_l, dob_r) | equal_not_null(dob_l, swap_r),
             same_year & same_month,
-            equal_not_null(day_l, day_r) & (same_year ^ same_month),
+            same_year,
+            same_month,
         ]
         return np.select(conditions, [0, 1, 2, 3, 4], default=5).astype(np.int8)
 

@@ -10,10 +10,12 @@ names (Kuzu et al. 2011; Niedermeyer et al. 2014; Christen et al. 2017, 2018). M
 here: every hash is keyed, so no one without the key can encode candidate names to build a
 dictionary; each field has its own filter and derived keys, so no record-level filter pools
 bigrams for mining; the key is held by the agencies' data controllers, read from the
-environment or a key file, never the repository, and nothing runs without it. Residual risk:
-holders of the output still see token and filter frequencies, and a dob_swap_token equal to
-another record's dob_token reveals the day of birth (that record's clear birth month), so
-pseudonymised extracts remain personal data to be kept inside the pipeline.
+environment or a key file, never the repository, and nothing runs without it. The date of
+birth has one token (the full date) beside the clear birth year-month: tokens of parts of the
+date (the day, or the day and month swapped) would agree across records whose clear months
+differ and so reveal the day, and the full date of birth with it. Residual risk: holders of
+the output still see token and filter frequencies, so pseudonymised extracts remain personal
+data to be kept inside the pipeline.
 """
 
 from __future__ import annotations
@@ -155,16 +157,6 @@ def identifier_status(value: str | None, is_valid: Callable[[str], bool]) -> str
     if normalised is None:
         return MISSING
     return VALID if is_valid(normalised) else INVALID
-
-
-def swap_day_month(value: date) -> date | None:
-    """The date with day and month swapped, when that is a real and different date."""
-    if value.day == value.month or value.day > 12:
-        return None
-    return date(value.year, value.day, value.month)
-
-
-# --- tokens ----------------------------------------------------------------------------------
 
 
 def require_key(key: bytes) -> None:
@@ -321,14 +313,11 @@ def name_values(value: str | None, key: bytes, field: str) -> Values:
 
 
 def dob_values(value: date | None, key: bytes) -> Values:
-    """Date of birth tokens (swap token in the same field as dob_token) and birth_ym."""
+    """The full date of birth as a token and its year-month in clear."""
     if value is None:
-        return dict.fromkeys(("dob_token", "dob_swap_token", "dob_day_token", "birth_ym"))
-    swapped = swap_day_month(value)
+        return dict.fromkeys(("dob_token", "birth_ym"))
     return {
         "dob_token": token(key, "dob", value.isoformat()),
-        "dob_swap_token": None if swapped is None else token(key, "dob", swapped.isoformat()),
-        "dob_day_token": token(key, "dob_day", f"{value.day:02d}"),
         "birth_ym": f"{value.year:04d}-{value.month:02d}",
     }
 

@@ -278,7 +278,7 @@ def test_model_has_m_and_u_per_level_and_a_prior(linked: LinkResult) -> None:
     model = linked.model["education-health"]
     assert 0 < model["prior"] < 0.01
     dob = model["comparisons"]["dob"]
-    assert set(dob) == {"exact", "swap", "year_month", "day", "disagree"}
+    assert set(dob) == {"exact", "year_month", "year", "month", "disagree"}
     assert dob["exact"]["weight"] > 5 > dob["disagree"]["weight"]
     assert sum(level["m"] for level in dob.values()) == pytest.approx(1.0)
 
@@ -333,10 +333,10 @@ def test_forename_dice75_level_for_transposed_letters_in_a_long_name() -> None:
     ("other", "level"),
     [
         (date(2010, 3, 4), "exact"),
-        (date(2010, 4, 3), "swap"),
+        (date(2010, 4, 3), "year"),
         (date(2010, 3, 25), "year_month"),
-        (date(2011, 3, 4), "day"),
-        (date(2010, 5, 4), "day"),
+        (date(2011, 3, 4), "month"),
+        (date(2010, 5, 4), "year"),
         (date(2011, 5, 4), "disagree"),
         (None, "missing"),
     ],
@@ -345,7 +345,7 @@ def test_dob_levels(other: date | None, level: str) -> None:
     a = identity_row("education", "1", "ANN", "SMITH", date(2010, 3, 4))
     b = identity_row("health", "2", "ANN", "SMITH", other or date(2010, 3, 4))
     if other is None:
-        b.update(dob_token=None, dob_swap_token=None, dob_day_token=None)
+        b.update(dob_token=None)
     assert COMPARISONS[4].levels[compare_one(lambda _l, _r: DobLevels(), a, b)] == level
 
 
@@ -355,8 +355,8 @@ def blocking_sides() -> tuple[pd.DataFrame, pd.DataFrame]:
         identity_row("education", "2", "BOB", "JONES", date(2009, 7, 8), postcode=None),
     ]
     right = [
-        # only the swapped date of birth is shared with education 1
-        identity_row("health", "1", "ANNE", "SMITH", date(2010, 4, 3), postcode="M1 1AE"),
+        # shares only birth year-month with education 1, and phonetic forename and surname
+        identity_row("health", "1", "ANNE", "SMITH", date(2010, 3, 14), postcode="M1 1AE"),
         identity_row("health", "2", "ZED", "QUINN", date(2001, 1, 1), postcode="M1 1AE"),
         # shares many keys with education 1
         identity_row("health", "3", "ANN", "SMITH", date(2010, 3, 4)),

@@ -30,7 +30,6 @@ from joinedup.pseudonymise import (
     pseudonymise_table,
     pseudonymise_tree,
     read_raw_extract,
-    swap_day_month,
     token,
     upn_check_letter,
 )
@@ -222,15 +221,6 @@ def test_normalise_postcode_rejects_non_postcodes(raw: str | None) -> None:
     assert normalise_postcode(raw) is None
 
 
-def test_swap_day_month_only_when_a_different_real_date() -> None:
-    assert swap_day_month(date(2015, 3, 7)) == date(2015, 7, 3)
-    assert swap_day_month(date(2015, 3, 13)) is None
-    assert swap_day_month(date(2015, 4, 4)) is None
-
-
-# --- tokens ----------------------------------------------------------------------------------
-
-
 def test_token_is_deterministic_hmac_hex() -> None:
     value = token(KEY, "surname", "OBRIEN")
     assert re.fullmatch("[0-9a-f]{64}", value)
@@ -351,28 +341,16 @@ def test_nickname_alt_token_equals_full_name_token() -> None:
     assert william["forename_alt_token"] == william["forename_token"]
 
 
-def test_dob_swap_token_equals_other_records_dob_token() -> None:
+def test_no_date_of_birth_token_agrees_across_different_dates() -> None:
+    """Only the full date is tokenised: a token of part of the date (day, or day and month
+    swapped) would agree across records with different clear birth months and reveal the day."""
     spec = contract("health_referrals")
-    people = (person(dob=date(2015, 3, 7)), person(dob=date(2015, 7, 3), local_id="EMS-2"))
-    first, swapped = pseudonymise_table(raw_table(spec, people), spec, KEY).to_pylist()
-    assert first["dob_swap_token"] == swapped["dob_token"]
-    assert swapped["dob_swap_token"] == first["dob_token"]
-    assert first["dob_day_token"] != swapped["dob_day_token"]
-
-
-def test_dob_swap_token_is_null_when_swap_is_not_a_date() -> None:
-    spec = contract("health_referrals")
-    people = (person(dob=date(2015, 3, 17)), person(dob=date(2015, 3, 3), local_id="EMS-2"))
+    dates = (date(2015, 3, 7), date(2015, 7, 3), date(2016, 9, 7), date(2015, 3, 8))
+    people = [person(dob=d, local_id=f"EMS-{i}") for i, d in enumerate(dates)]
     out = pseudonymise_table(raw_table(spec, people), spec, KEY).to_pylist()
-    assert [r["dob_swap_token"] for r in out] == [None, None]
-
-
-def test_dob_day_token_agrees_on_day_across_months() -> None:
-    spec = contract("health_referrals")
-    people = (person(dob=date(2015, 3, 17)), person(dob=date(2016, 9, 17), local_id="EMS-2"))
-    first, second = pseudonymise_table(raw_table(spec, people), spec, KEY).to_pylist()
-    assert first["dob_day_token"] == second["dob_day_token"]
-    assert first["dob_token"] != second["dob_token"]
+    dob_columns = [c.name for c in spec.pseudonymised_columns if c.source == "dob"]
+    assert sorted(dob_columns) == ["birth_ym", "dob_token"]
+    assert len({r["dob_token"] for r in out}) == len(dates)
 
 
 def test_identifier_tokens_only_for_valid_values() -> None:
