@@ -1,0 +1,235 @@
+"""Independent computation of the outcome metrics from the synthetic ground truth.
+
+Written in pandas from the raw (identifiable) extracts and the truth files, sharing no code
+with the SQL transforms, so that a test comparing the two can catch a wrong transform. Child
+identity comes from the truth (`true_id`), not from the pipeline's linkage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from joinedup.contracts import Period, code_lists
+from joinedup.pseudonymise import person_token
+from joinedup.settings import AGENCIES, Settings
+
+TWENTY_WEEKS_DAYS = 140
+AREA_PRECEDENCE = {agency: rank for rank, agency in enumerate(AGENCIES)}
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The raw extracts of a period with every record's true child."""
+
+    period: Period
+    extracts: dict[str, pd.DataFrame]
+    records: pd.DataFrame  # agency, local_id, true_id, la_code, person_token
+
+    def extract(self, name: str) -> pd.DataFrame:
+        return self.extracts[name]
+
+
+def load_truth(settings: Settings, period: str, key: bytes) -> Truth:
+    """Raw extracts (all areas) and the truth records, with person tokens for joining."""
+    extracts: dict[str, pd.DataFrame] = {}
+    for path in sorted(settings.raw_dir.glob(f"*/{period}/*/*.csv")):
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        extracts.setdefault(path.stem, []).append(frame)
+    extracts = {name: pd.concat(frames, ignore_index=True) for name, frames in extracts.items()}
+    records = pd.read_parquet(settings.truth_dir / period / "records.parquet")
+    records = records.assign(
+        person_token=[
+            person_token(key, a, i) for a, i in zip(records.agency, records.local_id, strict=True)
+        ]
+    )
+    return Truth(Period(period), extracts, records)
+
+
+def in_period(dates: pd.Series, period: Period) -> pd.Series:
+    parsed = pd.to_datetime(dates)
+    return (parsed >= pd.Timestamp(period.start)) & (parsed <= pd.Timestamp(period.end))
+
+
+def rate(numerator: float, denominator: float, per: float = 100.0) -> float | None:
+    return None if denominator == 0 else per * numerator / denominator
+
+
+def ehcp_within_20_weeks(truth: Truth) -> pd.DataFrame:
+    """New plans issued in the period and the share issued within 20 weeks, by area."""
+    sen2 = truth.extract("education_sen2")
+    plans = sen2[sen2.plan_start_date.notna() & in_period(sen2.plan_start_date, truth.period)]
+    days = (pd.to_datetime(plans.plan_start_date) - pd.to_datetime(plans.received_date)).dt.days
+    plans = plans.assign(within=days <= TWENTY_WEEKS_DAYS)
+    out = plans.groupby("la_code").within.agg(numerator="sum", denominator="count").reset_index()
+    return out.assign(cohort_value="all")
+
+
+def census_pupils(truth: Truth) -> pd.DataFrame:
+    census = truth.extract("education_census").copy()
+    for column in ("sessions_possible", "sessions_authorised", "sessions_unauthorised"):
+        census[column] = census[column].astype(int)
+    return census
+
+
+def with_all(frame: pd.DataFrame, by: str, cohort: str, values: dict) -> pd.DataFrame:
+    """Sums per (area, cohort) plus an 'all' row per area."""
+    per = frame.groupby(["la_code", by]).agg(**values).reset_index()
+    total = frame.groupby("la_code").agg(**values).reset_index().assign(**{by: "all"})
+    return pd.concat([per, total], ignore_index=True).rename(columns={by: cohort})
+
+
+def persistent_absence(truth: Truth) -> pd.DataFrame:
+    census = census_pupils(truth)
+    census = census[census.sessions_possible > 0]
+    missed = census.sessions_authorised + census.sessions_unauthorised
+    census = census.assign(persistent=(missed / census.sessions_possible) >= 0.10)
+    return with_all(
+        census,
+        "sen_provision",
+        "cohort_value",
+        {"numerator": ("persistent", "sum"), "denominator": ("persistent", "count")},
+    )
+
+
+def suspension_rate(truth: Truth) -> pd.DataFrame:
+    census = census_pupils(truth)
+    exclusions = truth.extract("education_exclusions")
+    suspensions = exclusions[
+        (exclusions.category == "SUSP") & in_period(exclusions.start_date, truth.period)
+    ]
+    counts = suspensions.groupby("local_id").size().rename("suspensions")
+    census = census.merge(counts, left_on="local_id", right_index=True, how="left")
+    census["suspensions"] = census.suspensions.fillna(0)
+    return with_all(
+        census,
+        "sen_provision",
+        "cohort_value",
+        {"numerator": ("suspensions", "sum"), "denominator": ("local_id", "count")},
+    )
+
+
+def child_attributes(truth: Truth) -> pd.DataFrame:
+    """Per true child: area (education's, else health's, else care's), census SEN status and
+    the agencies that hold a record of it in the period."""
+    records = truth.records.copy()
+    present = pd.concat(
+        [
+            frame[["local_id"]].assign(agency=name.split("_")[0])
+            for name, frame in truth.extracts.items()
+        ]
+    ).drop_duplicates()
+    records = records.merge(present, on=["agency", "local_id"])
+    records["rank"] = records.agency.map(AREA_PRECEDENCE)
+    area = records.sort_values("rank").groupby("true_id").la_code.first()
+    agencies = records.groupby("true_id").agency.nunique()
+    census = truth.extract("education_census")[["local_id", "sen_provision"]]
+    sen = (
+        census.merge(truth.records[truth.records.agency == "education"], on="local_id")
+        .groupby("true_id")
+        .sen_provision.first()
+    )
+    children = pd.DataFrame({"la_code": area, "services": agencies})
+    children["sen_status"] = sen.reindex(children.index).fillna("X")
+    return children
+
+
+def known_to_services(truth: Truth) -> pd.DataFrame:
+    """Children known to exactly k services, by area and SEN status (and all)."""
+    children = child_attributes(truth)
+    rows = []
+    for k in (1, 2, 3):
+        flagged = children.assign(hit=children.services == k)
+        table = with_all(
+            flagged,
+            "sen_status",
+            "cohort_value",
+            {"numerator": ("hit", "sum"), "denominator": ("hit", "count")},
+        )
+        rows.append(table.assign(metric_id=f"known_to_services_{k}"))
+    return pd.concat(rows, ignore_index=True)
+
+
+def referral_waits(truth: Truth) -> pd.DataFrame:
+    """Weeks from referral to first attended contact of referrals received in the period, with
+    the referred child's true area and census SEN status."""
+    referrals = truth.extract("health_referrals")
+    seen = referrals[
+        referrals.first_attended_contact_date.notna()
+        & in_period(referrals.referral_received_date, truth.period)
+    ]
+    days = (
+        pd.to_datetime(seen.first_attended_contact_date)
+        - pd.to_datetime(seen.referral_received_date)
+    ).dt.days
+    health = truth.records[truth.records.agency == "health"][["local_id", "true_id"]]
+    seen = seen.assign(weeks=days / 7).merge(health, on="local_id")
+    children = child_attributes(truth)
+    return seen[["local_id", "true_id", "weeks"]].merge(
+        children[["la_code", "sen_status"]], left_on="true_id", right_index=True
+    )
+
+
+def median_bounds(values: pd.Series, changed: int) -> tuple[float, float]:
+    """The range a median can move to when at most `changed` values are added or removed."""
+    ordered = values.sort_values().to_numpy()
+    n = len(ordered)
+    low = max(0, (n - 1) // 2 - changed)
+    high = min(n - 1, n // 2 + changed)
+    return float(ordered[low]), float(ordered[high])
+
+
+def misassigned_records(spine: pd.DataFrame, truth: Truth) -> pd.DataFrame:
+    """Person records whose pipeline cluster holds different records from their true cluster."""
+    records = truth.records.merge(spine, on=["agency", "person_token"])
+    members = records.groupby("child_id").person_token.agg(frozenset)
+    true_members = records.groupby("true_id").person_token.agg(frozenset)
+    records["wrong"] = [
+        members[c] != true_members[t]
+        for c, t in zip(records.child_id, records.true_id, strict=True)
+    ]
+    return records[records.wrong]
+
+
+@dataclass(frozen=True)
+class Identifiers:
+    """The direct identifiers of the raw extracts, in every form they could leak in."""
+
+    values: frozenset[str]  # any cell equal to one of these is a leak
+    long_values: tuple[str, ...]  # NHS numbers, UPNs, postcodes, dates: leaks inside text too
+
+
+def direct_identifiers(truth: Truth) -> Identifiers:
+    values: set[str] = set()
+    long_values: set[str] = set()
+    for frame in truth.extracts.values():
+        for column in ("forename", "surname"):
+            values |= {v.upper() for v in frame[column].dropna()}
+        names = frame[["forename", "surname"]].dropna()
+        values |= {f"{f} {s}".upper() for f, s in zip(names.forename, names.surname, strict=True)}
+        for column in ("nhs_number", "upn"):
+            if column in frame:
+                long_values |= {v.replace(" ", "").upper() for v in frame[column].dropna()}
+        for v in frame.postcode.dropna():
+            long_values |= {v.upper(), v.upper().replace(" ", "")}
+        for v in frame.dob.dropna():
+            year, month, day = v.split("-")
+            long_values |= {v, f"{day}/{month}/{year}"}
+    clear = {v.upper() for codes in code_lists().values() for pair in codes.items() for v in pair}
+    return Identifiers(frozenset((values | long_values) - clear), tuple(sorted(long_values)))
+
+
+def find_leaks(frame: pd.DataFrame, identifiers: Identifiers) -> list[tuple[str, str]]:
+    """(column, value) of every text cell that is, or contains, a direct identifier. Hex token
+    and Bloom columns are matched whole only: short strings occur in random hex by chance."""
+    leaks = []
+    for column in frame.columns:
+        cells = frame[column].dropna()
+        cells = cells[cells.map(lambda v: isinstance(v, str))].astype(str).str.upper().str.strip()
+        leaks += [(column, v) for v in cells[cells.isin(identifiers.values)]]
+        if column.endswith(("_token", "_bloom")):
+            continue
+        for value in cells.unique():
+            leaks += [(column, value) for ident in identifiers.long_values if ident in value]
+    return leaks

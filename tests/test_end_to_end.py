@@ -1,0 +1,211 @@
+"""End to end through Airflow: synthetic areas, pseudonymised at source, run by the five DAGs,
+then the published warehouse checked against the ground truth."""
+
+from __future__ import annotations
+
+import os
+
+import duckdb
+import pandas as pd
+import pytest
+
+from joinedup.demo import migrate_airflow_db, prepare_landing, run_dags
+from joinedup.settings import Settings, load_key
+from tests import groundtruth as gt
+
+PERIOD = "2024-25"
+SCALE = 0.15
+MIN_PRECISION = 0.98
+MIN_RECALL = 0.95
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One full pipeline run on a small population (module-scoped: it takes about a minute)."""
+    saved = {k: os.environ.get(k) for k in ("JOINEDUP_DATA_DIR", "JOINEDUP_KEY")}
+    os.environ["JOINEDUP_DATA_DIR"] = str(tmp_path_factory.mktemp("e2e"))
+    os.environ["JOINEDUP_KEY"] = "end-to-end-test-key-" + "k" * 32
+    settings = Settings.from_env()
+    key = load_key()
+    prepare_landing(settings, PERIOD, seed=7, scale=SCALE, key=key)
+    migrate_airflow_db()
+    run_dags(PERIOD)
+    yield settings, key, gt.load_truth(settings, PERIOD, key)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def query(settings: Settings, sql: str) -> pd.DataFrame:
+    """Read the published warehouse the way analysts do: read-only, connection closed after."""
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return con.sql(sql).df()
+
+
+@pytest.fixture(scope="module")
+def metrics(run) -> pd.DataFrame:
+    return query(run[0], "SELECT * FROM metric_values")
+
+
+@pytest.fixture(scope="module")
+def misassigned(run) -> pd.DataFrame:
+    settings, _, truth = run
+    spine = pd.read_parquet(settings.work_dir / PERIOD / "link" / "spine.parquet")
+    return gt.misassigned_records(spine, truth)
+
+
+def published(metrics: pd.DataFrame, metric_id: str) -> pd.DataFrame:
+    rows = metrics[(metrics.metric_id == metric_id) & (metrics.period == PERIOD)]
+    return rows.set_index(["la_code", "cohort_value"])
+
+
+def test_warehouse_holds_the_star_schema_metrics_and_manifest(run):
+    tables = set(query(run[0], "SHOW TABLES").name)
+    for table in (
+        "dim_child",
+        "fct_attendance",
+        "fct_exclusions",
+        "fct_ehc_requests",
+        "fct_health_referrals",
+        "fct_cin_episodes",
+        "fct_lac_episodes",
+        "metric_values",
+        "published_metrics",
+        "metric_catalogue",
+        "manifest",
+        "linkage_quality",
+    ):
+        assert table in tables, table
+
+
+def test_every_metric_is_published_for_all_three_areas(metrics, run):
+    _, _, truth = run
+    areas = set(truth.records.la_code)
+    assert len(areas) == 3
+    for metric_id in (
+        "ehcp_issued_within_20_weeks",
+        "persistent_absence",
+        "suspension_rate",
+        "referral_to_first_contact_weeks_median",
+        "known_to_services_1",
+        "known_to_services_2",
+        "known_to_services_3",
+    ):
+        assert set(published(metrics, metric_id).index.get_level_values(0)) == areas, metric_id
+
+
+def test_linkage_precision_and_recall_for_every_agency_pair(run):
+    settings, key, _ = run
+    from joinedup.demo import evaluate_linkage
+
+    scores = evaluate_linkage(settings, PERIOD, key).set_index("agency_pair")
+    assert set(scores.index) == {"education-health", "education-care", "health-care"}
+    for pair, row in scores.iterrows():
+        assert row.precision >= MIN_PRECISION, (pair, row.precision)
+        assert row.recall >= MIN_RECALL, (pair, row.recall)
+
+
+@pytest.mark.parametrize(
+    ("metric_id", "compute"),
+    [
+        ("ehcp_issued_within_20_weeks", gt.ehcp_within_20_weeks),
+        ("persistent_absence", gt.persistent_absence),
+        ("suspension_rate", gt.suspension_rate),
+    ],
+)
+def test_education_metrics_equal_the_ground_truth(metric_id, compute, metrics, run):
+    """Education-only metrics need no cross-agency linkage, so they must match exactly."""
+    _, _, truth = run
+    expected = compute(truth).set_index(["la_code", "cohort_value"])
+    actual = published(metrics, metric_id)
+    assert set(actual.index) == set(expected.index)
+    for cell, row in expected.iterrows():
+        assert actual.loc[cell, "numerator"] == pytest.approx(row.numerator), cell
+        assert actual.loc[cell, "denominator"] == pytest.approx(row.denominator), cell
+        assert actual.loc[cell, "value"] == pytest.approx(gt.rate(row.numerator, row.denominator))
+
+
+def test_children_known_to_k_services_equal_the_ground_truth(metrics, run, misassigned):
+    """Counts can differ from the truth only by the children the linkage put in a wrong cluster."""
+    _, _, truth = run
+    expected = gt.known_to_services(truth)
+    wrong_children = misassigned.true_id.nunique()
+    for _, row in expected.iterrows():
+        actual = published(metrics, row.metric_id).loc[(row.la_code, row.cohort_value)]
+        assert abs(actual.numerator - row.numerator) <= wrong_children, row.to_dict()
+        if wrong_children == 0:
+            assert actual.denominator == row.denominator
+
+
+def test_referral_wait_medians_equal_the_ground_truth(metrics, run, misassigned):
+    """Each median equals the truth's, or lies within the order statistics that the referrals of
+    wrongly linked children could shift it to."""
+    _, _, truth = run
+    waits = gt.referral_waits(truth)
+    moved = waits.true_id.isin(misassigned.true_id)
+    actual = published(metrics, "referral_to_first_contact_weeks_median")
+    cohorts = [(*key, group) for key, group in waits.groupby(["la_code", "sen_status"])]
+    cohorts += [(area, "all", group) for area, group in waits.groupby("la_code")]
+    for la_code, sen_status, group in cohorts:
+        changed = int(moved[group.index].sum())
+        low, high = gt.median_bounds(group.weeks, changed)
+        value = actual.loc[(la_code, sen_status), "value"]
+        if changed == 0:
+            assert value == pytest.approx(group.weeks.median()), (la_code, sen_status)
+        else:
+            assert low - 1e-9 <= value <= high + 1e-9, (la_code, sen_status, value, low, high)
+
+
+def test_no_direct_identifier_in_the_landing_zone_or_the_warehouse(run):
+    settings, _, truth = run
+    identifiers = gt.direct_identifiers(truth)
+    for path in sorted(settings.landing_dir.rglob("*.parquet")):
+        assert gt.find_leaks(pd.read_parquet(path), identifiers) == [], path
+    for table in query(settings, "SHOW TABLES").name:
+        frame = query(settings, f'SELECT * FROM "{table}"')
+        assert gt.find_leaks(frame, identifiers) == [], table
+
+
+def test_the_leak_scan_finds_identifiers_it_is_shown(run):
+    """The scan above can fail: it finds a name, an NHS number inside text and a UK-format date
+    of birth planted in a frame."""
+    _, _, truth = run
+    health = truth.extract("health_referrals").dropna(subset=["nhs_number"]).iloc[0]
+    planted = pd.DataFrame(
+        {
+            "note": [f"seen {health.nhs_number} today", "x"],
+            "who": [health.surname.upper(), "y"],
+            "when": ["z", "/".join(reversed(health.dob.split("-")))],
+        }
+    )
+    found = {column for column, _ in gt.find_leaks(planted, gt.direct_identifiers(truth))}
+    assert found == {"note", "who", "when"}
+
+
+def test_reports_are_written_for_each_area(run):
+    settings, _, truth = run
+    written = sorted((settings.reports_dir / PERIOD).glob("*.html"))
+    assert {p.stem for p in written} == set(truth.records.la_code)
+
+
+def test_rerunning_the_period_is_idempotent(run, metrics):
+    """Ingesting the same files again adds no delivery; relinking and republishing the period
+    gives the same child ids and the same figures."""
+    settings, _, _ = run
+    stored_before = sorted(p.name for p in settings.store_dir.rglob("*.json"))
+    spine_before = pd.read_parquet(settings.work_dir / PERIOD / "link" / "spine.parquet")
+    run_dags(PERIOD)
+    assert sorted(p.name for p in settings.store_dir.rglob("*.json")) == stored_before
+    spine_after = pd.read_parquet(settings.work_dir / PERIOD / "link" / "spine.parquet")
+    pd.testing.assert_frame_equal(
+        spine_before.sort_values(["agency", "person_token"]).reset_index(drop=True),
+        spine_after.sort_values(["agency", "person_token"]).reset_index(drop=True),
+    )
+    again = query(settings, "SELECT * FROM metric_values")
+    keys = ["metric_id", "period", "la_code", "cohort", "cohort_value"]
+    pd.testing.assert_frame_equal(
+        metrics.sort_values(keys).reset_index(drop=True),
+        again.sort_values(keys).reset_index(drop=True),
+    )
