@@ -31,7 +31,7 @@ def build_ingest_dag(agency: str) -> DAG:
 
         @task
         def period(**context) -> str:
-            return pipeline.resolve_period(context["dag_run"].conf or context["params"])
+            return pipeline.period_of_run(context)
 
         @task
         def ingest(run_period: str) -> list[dict]:

@@ -23,9 +23,7 @@ with DAG(
 
     @task
     def period(**context) -> str:
-        events = context["triggering_asset_events"]
-        extras = [event.extra for asset_events in events.values() for event in asset_events]
-        return pipeline.resolve_period(context["dag_run"].conf or context["params"], extras)
+        return pipeline.period_of_run(context)
 
     @task
     def link(run_period: str) -> dict:

@@ -40,6 +40,14 @@ def resolve_period(conf: Mapping | None, asset_event_extras: Iterable[Mapping] =
     raise PeriodError("no period: pass {'period': 'YYYY-YY'} in the run conf")
 
 
+def period_of_run(context: Mapping) -> str:
+    """The period of a running task: its run conf, else its params, else the triggering
+    assets' events (asset-triggered runs have no logical date)."""
+    events = context.get("triggering_asset_events") or {}
+    extras = [event.extra for asset_events in events.values() for event in asset_events]
+    return resolve_period(context["dag_run"].conf or context["params"], extras)
+
+
 def ingest_step(agency: str, period: str, settings: Settings | None = None) -> list[dict]:
     """Ingest everything an agency landed for the period; returns the deliveries."""
     settings = settings or Settings.from_env()

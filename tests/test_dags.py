@@ -67,3 +67,18 @@ def test_disagreeing_or_missing_periods_are_refused():
         resolve_period({"period": None}, [])
     with pytest.raises(ValueError, match="academic year"):
         resolve_period({"period": "2024"}, [])
+
+
+def test_a_task_reads_its_period_from_conf_then_params_then_asset_events():
+    from types import SimpleNamespace
+
+    from joinedup.pipeline import period_of_run
+
+    events = {"joinedup_staged_care": [SimpleNamespace(extra={"period": "2024-25"})]}
+    run = SimpleNamespace(conf={})
+    assert period_of_run({"dag_run": run, "params": {}, "triggering_asset_events": events}) == (
+        "2024-25"
+    )
+    assert period_of_run({"dag_run": run, "params": {"period": "2022-23"}}) == "2022-23"
+    manual = SimpleNamespace(conf={"period": "2023-24"})
+    assert period_of_run({"dag_run": manual, "params": {"period": "2022-23"}}) == "2023-24"
