@@ -8,14 +8,22 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from joinedup.settings import AGENCIES, Settings, load_key
+from joinedup.settings import AGENCIES, MissingKeyError, Settings, load_key
 
 DEFAULT_PERIOD = "2024-25"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a sub-command; known failures print one clear line and exit 2."""
+    from joinedup.ingest import ContractError
+    from joinedup.pipeline import PeriodError
+
     args = build_parser().parse_args(argv)
-    return args.handler(args, Settings.from_env()) or 0
+    try:
+        return args.handler(args, Settings.from_env()) or 0
+    except (MissingKeyError, ContractError, PeriodError, FileNotFoundError) as error:
+        print(f"joinedup {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(handler=handler)
+        sub.set_defaults(handler=handler, command=name)
         return sub
 
     demo = command("demo", run_demo, "Run the whole pipeline on the synthetic areas via Airflow.")
