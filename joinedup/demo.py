@@ -7,6 +7,7 @@ import secrets
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,8 @@ def run_dags(period: str, dag_ids: tuple[str, ...] = DAG_ORDER) -> dict[str, flo
     """Run each DAG once through Airflow (dag.test) with the period in the run conf."""
     from airflow.dag_processing.dagbag import DagBag
 
+    # dag.test() talks to Airflow through starlette's test client, which warns about httpx.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
     if bag.import_errors:
         raise DagRunFailed(f"DAG import errors: {bag.import_errors}")
