@@ -16,25 +16,35 @@ date (the day, or the day and month swapped) would agree across records whose cl
 differ and so reveal the day, and the full date of birth with it. Residual risk: holders of
 the output still see token and filter frequencies, so pseudonymised extracts remain personal
 data to be kept inside the pipeline.
+
+Reading and tolerance. Raw exports are read as text whatever their encoding, delimiter and
+date style (read_delimited_text, which ingest shares). A file that cannot be read at all raises
+FileRejected; a row with the wrong number of fields or repeating the header is left out and
+reported in the SourceReport (never quoting the row); every other row is pseudonymised as far
+as its values allow (a missing or unparseable identity value gives null tokens) and its
+payload is passed on as delivered text, for ingest to type and quarantine.
 """
 
 from __future__ import annotations
 
 import csv
 import hmac
+import json
 import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import date
 from functools import cache, lru_cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jellyfish
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -47,6 +57,11 @@ UPN_LETTERS = "ABCDEFGHJKLMNPQRTUVWXYZ"
 TITLES = frozenset({"MR", "MRS", "MISS", "MS", "MX", "DR", "MASTER"})
 POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})$")
 NOT_LETTERS = re.compile(r"[^A-Z]")
+# Latin letters that Unicode does not decompose into a base letter and a mark (Ł is not L + ◌).
+UNDECOMPOSED_LETTERS = str.maketrans(
+    {"Ł": "L", "ł": "l", "Ø": "O", "ø": "o", "Đ": "D", "đ": "d", "Ħ": "H", "ħ": "h",
+     "ı": "i", "ß": "ss", "Æ": "AE", "æ": "ae", "Œ": "OE", "œ": "oe", "Þ": "TH", "þ": "th"}
+)  # fmt: skip
 LINK = LinkSettings()
 VALID, INVALID, MISSING = "valid", "invalid", "missing"
 
@@ -106,14 +121,19 @@ def nickname_table() -> dict[str, str]:
 # --- normalisation -------------------------------------------------------------------------
 
 
+def fold_accents(value: str) -> str:
+    """The text with accents and other marks dropped and letters such as Ł spelled in Latin
+    base letters (Zoë -> Zoe, Łukasz -> Lukasz, Strauß -> Strauss)."""
+    decomposed = unicodedata.normalize("NFKD", value.translate(UNDECOMPOSED_LETTERS))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 @lru_cache(maxsize=1 << 16)
 def normalise_name(value: str | None) -> str | None:
     """Name as A-Z only: accents stripped, uppercase, leading titles dropped; None if empty."""
     if not value:
         return None
-    decomposed = unicodedata.normalize("NFKD", value)
-    letters = "".join(c for c in decomposed if not unicodedata.combining(c)).upper()
-    words = letters.replace(".", " ").split()
+    words = fold_accents(value).upper().replace(".", " ").split()
     while words and words[0] in TITLES:
         words = words[1:]
     name = NOT_LETTERS.sub("", "".join(words))
@@ -279,7 +299,9 @@ def map_unique(column: pa.ChunkedArray | pa.Array, derive: Callable[[Any], Value
 
 
 def local_id_values(value: str | None, key: bytes, agency: str) -> Values:
-    return {"person_token": None if value is None else person_token(key, agency, value)}
+    """The person token of a local id (surrounding spaces ignored); None when there is none."""
+    local_id = (value or "").strip()
+    return {"person_token": person_token(key, agency, local_id) if local_id else None}
 
 
 def identifier_values(
@@ -339,7 +361,9 @@ def derive_identity(table: pa.Table, field: str, key: bytes, agency: str) -> Der
     """The pseudonymised columns derived from one raw identity field."""
     column = table.column(field)
     if field in CLEAR_FIELDS:
-        return {field: column.combine_chunks()}
+        return {field: column.combine_chunks().cast(pa.string())}
+    if field == "dob":
+        column, _ = parse_date(column)
     derivers: dict[str, Callable[[Any], Values]] = {
         "local_id": partial(local_id_values, key=key, agency=agency),
         "nhs_number": partial(
@@ -362,7 +386,291 @@ def derive_identity(table: pa.Table, field: str, key: bytes, agency: str) -> Der
     return map_unique(column, derivers[field])
 
 
+# --- delimited text ----------------------------------------------------------------------------
+
+ROW_COLUMN = "_row"  # the 1-based number of each kept row among the file's data rows
+FIELD_COUNT, DUPLICATE_HEADER = "field_count", "duplicate_header"
+DELIMITERS = (",", ";", "\t", "|")
+UTF8_BOM = b"\xef\xbb\xbf"
+HEADER_NAME = re.compile(r"^[a-z_][a-z0-9_ ]*$")
+ISO_DATE = r"^(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})$"
+UK_DATE = r"^(?P<day>\d{1,2})/(?P<month>\d{1,2})/(?P<year>\d{4})$"
+
+
+class FileRejected(ValueError):
+    """A whole file cannot be taken: empty, undecodable, truncated, or without a header."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A structural problem of one data row (1-based), which keeps it out of the table. The
+    detail never quotes the row: it may hold identifiers."""
+
+    row: int
+    rule: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """How a delimited text file was written: 'utf-8-sig' (UTF-8 with BOM), 'utf-8' or
+    'cp1252' (Windows-1252; a file of ASCII only reads as 'utf-8'), and the field delimiter."""
+
+    encoding: str
+    delimiter: str
+
+
+@dataclass(frozen=True)
+class DelimitedText:
+    """A delimited text file read as text: every column a string (null when empty) plus
+    ROW_COLUMN, in file order; the rows left out, each with its problem; how it was written."""
+
+    table: pa.Table
+    problems: tuple[RowProblem, ...]
+    text_format: TextFormat
+
+    @property
+    def rows_delivered(self) -> int:
+        """Every data row of the file: the rows kept and the rows with a problem."""
+        return self.table.num_rows + len(self.problems)
+
+
+def decode_to_utf8(path: Path, data: bytes) -> tuple[bytes, str]:
+    """The file's text as UTF-8 bytes without BOM, and its encoding: UTF-8 with or without
+    BOM, else Windows-1252; FileRejected for bytes that are neither (or NUL bytes)."""
+    if b"\x00" in data:
+        raise FileRejected(path, "undecodable bytes: NUL bytes, so binary or UTF-16, not text")
+    if data.startswith(UTF8_BOM):
+        body = data[len(UTF8_BOM) :]
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise FileRejected(
+                path, f"undecodable bytes: has a UTF-8 BOM but byte {error.start} is not UTF-8"
+            ) from error
+        return body, "utf-8-sig"
+    try:
+        data.decode("utf-8")
+        return data, "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252").encode("utf-8"), "cp1252"
+    except UnicodeDecodeError as error:
+        raise FileRejected(
+            path,
+            f"undecodable bytes: neither UTF-8 nor Windows-1252 "
+            f"(byte 0x{data[error.start]:02x} at offset {error.start})",
+        ) from error
+
+
+def first_line(text: bytes) -> str:
+    """The first line of UTF-8 text, without its line ending."""
+    return text.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8")
+
+
+def sniff_delimiter(header: str) -> str:
+    """The candidate delimiter that splits the header line into the most fields (comma on a
+    tie, or when none splits it)."""
+    counts = {d: len(next(csv.reader([header], delimiter=d))) for d in DELIMITERS}
+    return max(DELIMITERS, key=lambda d: (counts[d], -DELIMITERS.index(d)))
+
+
+def header_names(path: Path, header: str, delimiter: str) -> list[str]:
+    """The raw header fields; FileRejected unless every name, stripped and lower-cased, looks
+    like a column name and none repeats."""
+    raw = next(csv.reader([header], delimiter=delimiter), [])
+    names = [name.strip().lower() for name in raw]
+    if not any(names):
+        raise FileRejected(path, "no recognisable header: the first line has no column names")
+    odd = [name for name in names if not HEADER_NAME.match(name)]
+    if odd:
+        raise FileRejected(
+            path, f"no recognisable header: {odd[:3]} are not column names (no header line?)"
+        )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated or ROW_COLUMN in names:
+        raise FileRejected(
+            path, f"no recognisable header: repeated or reserved column names {repeated}"
+        )
+    return raw
+
+
+def parse_rows(
+    path: Path, text: bytes, raw_names: list[str], delimiter: str
+) -> tuple[pa.Table, list[pacsv.InvalidRow]]:
+    """Every data row with the header's field count, as strings; and the rows without it."""
+    invalid: list[pacsv.InvalidRow] = []
+
+    def skip(row: pacsv.InvalidRow) -> str:
+        invalid.append(row)
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(text),
+            read_options=pacsv.ReadOptions(use_threads=False, column_names=raw_names, skip_rows=1),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=skip
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(raw_names, pa.string()),
+                strings_can_be_null=True,
+                null_values=[""],
+            ),
+        )
+    except pa.ArrowInvalid as error:
+        raise FileRejected(path, f"cannot be parsed as delimited text: {error}") from error
+    if any(row.number is None for row in invalid):
+        raise RuntimeError(f"{path}: the CSV reader did not number its invalid rows")
+    return table, invalid
+
+
+def check_not_truncated(path: Path, text: bytes, table: pa.Table, invalid: list) -> None:
+    """FileRejected when the file stops mid-row: no final newline and a last row that is
+    short of fields or inside an open quote."""
+    if text.endswith((b"\n", b"\r")):
+        return
+    last = invalid[-1] if invalid else None
+    records = table.num_rows + len(invalid)
+    if (
+        last is not None
+        and last.number - 1 == records
+        and last.actual_columns < len(table.column_names)
+    ):
+        raise FileRejected(
+            path,
+            f"truncated: the last row ({records}) has {last.actual_columns} of "
+            f"{last.expected_columns} fields and the file does not end with a newline",
+        )
+    if text.count(b'"') % 2:
+        raise FileRejected(
+            path, "truncated: the file ends inside a quoted value, without a final newline"
+        )
+
+
+def duplicate_header_rows(table: pa.Table, names: Sequence[str]) -> np.ndarray:
+    """Mask of rows whose every value, stripped and lower-cased, is its column's name."""
+    same = np.zeros(table.num_rows, dtype=bool)
+    if not names:
+        return same
+    # Cheap first pass on one column; the exact test runs on the few rows it lets through.
+    first = pc.match_substring(table.column(0), names[0], ignore_case=True)
+    candidates = np.flatnonzero(pc.coalesce(first, False).to_numpy(zero_copy_only=False))
+    if not len(candidates):
+        return same
+    rows = table.take(pa.array(candidates))
+    found = np.ones(len(candidates), dtype=bool)
+    for column, name in zip(rows.columns, names, strict=True):
+        values = pc.utf8_lower(pc.utf8_trim_whitespace(column))
+        found &= pc.coalesce(pc.equal(values, name), False).to_numpy(zero_copy_only=False)
+    same[candidates[found]] = True
+    return same
+
+
+def without_rows(table: pa.Table, positions: np.ndarray) -> pa.Table:
+    """The table without the rows at the (sorted) positions, as zero-copy slices."""
+    if not len(positions):
+        return table
+    starts = np.concatenate([[0], positions + 1])
+    stops = np.concatenate([positions, [table.num_rows]])
+    return pa.concat_tables(table.slice(a, b - a) for a, b in zip(starts, stops, strict=True))
+
+
+def read_delimited_text(path: Path) -> DelimitedText:
+    """Read a delimited text file as text, whatever its encoding (UTF-8 with or without BOM,
+    Windows-1252) and delimiter (comma, semicolon, tab, pipe, sniffed from the header).
+
+    Header names are stripped and lower-cased. Rows with the wrong number of fields and rows
+    repeating the header are left out and reported as RowProblem ('field_count',
+    'duplicate_header'); every kept row keeps its data row number in ROW_COLUMN. A file that
+    is empty, has no data rows, cannot be decoded, is truncated or has no header raises
+    FileRejected.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    if not data or data.isspace():
+        raise FileRejected(path, f"empty file ({len(data)} bytes): no header and no data rows")
+    text, encoding = decode_to_utf8(path, data)
+    header = first_line(text)
+    delimiter = sniff_delimiter(header)
+    raw_names = header_names(path, header, delimiter)
+    names = [name.strip().lower() for name in raw_names]
+    table, invalid = parse_rows(path, text, raw_names, delimiter)
+    check_not_truncated(path, text, table, invalid)
+    records = table.num_rows + len(invalid)
+    if records == 0:
+        raise FileRejected(path, "no data rows: the file holds a header only")
+    numbered = np.ones(records, dtype=bool)
+    numbered[[row.number - 2 for row in invalid]] = False  # InvalidRow.number counts the header
+    rows = np.flatnonzero(numbered) + 1
+    table = table.rename_columns(names)
+    repeated = duplicate_header_rows(table, names)
+    problems = [
+        RowProblem(
+            int(row.number - 1),
+            FIELD_COUNT,
+            f"{row.actual_columns} field{'s' if row.actual_columns != 1 else ''} where the "
+            f"header has {row.expected_columns}",
+        )
+        for row in invalid
+    ]
+    problems += [
+        RowProblem(int(row), DUPLICATE_HEADER, "the row repeats the header")
+        for row in rows[repeated]
+    ]
+    table = without_rows(table, np.flatnonzero(repeated))
+    table = table.append_column(ROW_COLUMN, pa.array(rows[~repeated]))
+    return DelimitedText(
+        table=table,
+        problems=tuple(sorted(problems, key=lambda p: p.row)),
+        text_format=TextFormat(encoding, delimiter),
+    )
+
+
+def read_delimited(path: Path) -> tuple[pa.Table, list[RowProblem]]:
+    """read_delimited_text as (table with ROW_COLUMN, structural row problems)."""
+    result = read_delimited_text(path)
+    return result.table, list(result.problems)
+
+
+def parse_date(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """Dates as date32 (null when missing or unparseable), and a mask of the values present
+    but unparseable. Text may be ISO (YYYY-MM-DD) or UK (DD/MM/YYYY, D/M/YYYY); spaces around
+    it are ignored; impossible dates (31/02/2024, 2024-13-01) are unparseable; date columns
+    pass through."""
+    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if pa.types.is_date(array.type):
+        return array.cast(pa.date32()), np.zeros(len(array), dtype=bool)
+    text = pc.utf8_trim_whitespace(array.cast(pa.string()))
+    present = pc.coalesce(pc.not_equal(text, ""), False).to_numpy(zero_copy_only=False)
+    iso, uk = pc.extract_regex(text, ISO_DATE), pc.extract_regex(text, UK_DATE)
+    parts = {}
+    for part in ("year", "month", "day"):
+        # struct_field, not .field(): it keeps the nulls of rows the pattern did not match
+        found = pc.coalesce(pc.struct_field(iso, part), pc.struct_field(uk, part))
+        parts[part] = found.cast(pa.int64())
+    matched = pc.is_valid(parts["year"]).to_numpy(zero_copy_only=False)
+    year, month, day = (
+        pc.fill_null(parts[p], 0).to_numpy(zero_copy_only=False) for p in ("year", "month", "day")
+    )
+    in_range = matched & (month >= 1) & (month <= 12) & (day >= 1) & (day <= 31)
+    months = ((year - 1970) * 12 + np.where(in_range, month - 1, 0)).astype("datetime64[M]")
+    days = months.astype("datetime64[D]") + np.where(in_range, day - 1, 0)
+    valid = in_range & (days.astype("datetime64[M]") == months)
+    parsed = pa.array(days.astype(np.int64).astype(np.int32), type=pa.date32(), mask=~valid)
+    return parsed, present & ~valid
+
+
 # --- tables and files ------------------------------------------------------------------------
+
+OutputFormat = Literal["parquet", "csv"]
+OUTPUT_SUFFIXES: dict[str, str] = {"parquet": ".parquet", "csv": ".csv"}
 
 
 def check_columns(names: Sequence[str], contract: Contract, source: str) -> None:
@@ -377,78 +685,158 @@ def check_columns(names: Sequence[str], contract: Contract, source: str) -> None
         )
 
 
-def check_required(table: pa.Table, schema: pa.Schema, source: str) -> None:
-    """Raise ValueError naming every required column that has empty values."""
-    empty = {
-        f.name: table.column(f.name).null_count
-        for f in schema
-        if not f.nullable and table.column(f.name).null_count
-    }
-    if empty:
-        detail = ", ".join(f"{name} ({count} rows)" for name, count in empty.items())
-        raise ValueError(f"{source}: required columns have empty values: {detail}")
+def landed_schema(contract: Contract) -> pa.Schema:
+    """What an agency delivers: the contract's pseudonymised columns, identity as derived and
+    payload as delivered text, all nullable; ingest types the payload and quarantines rows."""
+    return pa.schema(
+        pa.field(c.name, c.arrow_type if c.source else pa.string(), nullable=True)
+        for c in contract.pseudonymised_columns
+    )
+
+
+def payload_as_text(column: pa.ChunkedArray, kind: str) -> pa.Array:
+    """A payload column as text; dates that parse are written ISO, anything else as is."""
+    text = column.combine_chunks().cast(pa.string())
+    if kind != "date":
+        return text
+    parsed, _ = parse_date(text)
+    return pc.coalesce(parsed.cast(pa.string()), text)
 
 
 def pseudonymise_table(table: pa.Table, contract: Contract, key: bytes) -> pa.Table:
-    """The raw extract as contract.pseudonymised_schema(): identity tokenised, payload as is."""
+    """A raw extract (text or typed columns; ROW_COLUMN ignored) as landed_schema(contract):
+    identity tokenised, payload passed through as text. Row-level problems never raise: a
+    missing or unparseable identity value gives null tokens, codes pass through as given."""
     require_key(key)
-    check_columns(table.column_names, contract, f"extract {contract.name}")
-    check_required(table, contract.raw_schema(), f"extract {contract.name}")
+    names = [n for n in table.column_names if n != ROW_COLUMN]
+    check_columns(names, contract, f"extract {contract.name}")
     derived: Derived = {}
     for field in contract.identity:
         derived.update(derive_identity(table, field, key, contract.agency))
-    schema = contract.pseudonymised_schema()
     arrays = [
-        derived[c.name] if c.source else table.column(c.name).cast(c.arrow_type)
+        derived[c.name] if c.source else payload_as_text(table.column(c.name), c.type)
         for c in contract.pseudonymised_columns
     ]
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return pa.Table.from_arrays(arrays, schema=landed_schema(contract))
 
 
-def read_raw_extract(path: Path, contract: Contract) -> pa.Table:
-    """A raw CSV extract read against contract.raw_schema() (ISO dates, identifiers as text)."""
-    with Path(path).open(encoding="utf-8-sig", newline="") as handle:
-        header = next(csv.reader(handle), [])
-    check_columns(header, contract, str(path))
-    schema = contract.raw_schema()
-    options = pacsv.ConvertOptions(
-        column_types={f.name: f.type for f in schema},
-        strings_can_be_null=True,
+def read_raw_extract(path: Path, contract: Contract) -> DelimitedText:
+    """A raw delimited extract as text in the contract's column order (plus ROW_COLUMN), with
+    its structural row problems; ValueError naming the file when the columns do not match."""
+    result = read_delimited_text(path)
+    names = [n for n in result.table.column_names if n != ROW_COLUMN]
+    check_columns(names, contract, str(path))
+    columns = [c.name for c in contract.raw_columns]
+    return DelimitedText(
+        result.table.select([*columns, ROW_COLUMN]), result.problems, result.text_format
     )
-    try:
-        table = pacsv.read_csv(path, convert_options=options)
-    except (pa.ArrowInvalid, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: cannot be read as {contract.name}: {error}") from error
-    check_required(table, schema, str(path))
-    return table.select(schema.names).cast(schema)
 
 
-def write_parquet_atomically(table: pa.Table, dst: Path) -> None:
-    """Write Parquet to a temporary file beside dst, then rename it over dst."""
+@dataclass(frozen=True)
+class SourceReport:
+    """What pseudonymising one raw extract at source did: every delivered row is written or
+    left out with a structural problem (rows_in = rows_out + len(problems))."""
+
+    source: str  # the raw file's name
+    extract: str
+    text_format: TextFormat
+    rows_in: int
+    rows_out: int
+    problems: tuple[RowProblem, ...]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def __str__(self) -> str:
+        """E.g. '998 of 1000 rows pseudonymised; left out: field_count row 17;
+        duplicate_header row 500'."""
+        done = f"{self.rows_out} of {self.rows_in} rows pseudonymised"
+        rows: dict[str, list[str]] = {}
+        for problem in self.problems:
+            rows.setdefault(problem.rule, []).append(str(problem.row))
+        left_out = "; ".join(
+            f"{rule} row{'s' if len(found) > 1 else ''} {', '.join(found)}"
+            for rule, found in rows.items()
+        )
+        return f"{done}; left out: {left_out}" if left_out else done
+
+
+def report_path(dst: Path) -> Path:
+    """Where pseudonymise_file writes its SourceReport: <extract>.source.json beside dst."""
+    return dst.with_name(f"{dst.stem}.source.json")
+
+
+def write_atomically(dst: Path, write: Callable[[str], None]) -> None:
+    """Call write(temporary path) beside dst, then rename the temporary file over dst."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     os.close(handle)
     try:
-        pq.write_table(table, temporary)
+        write(temporary)
         os.replace(temporary, dst)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
 
 
-def pseudonymise_file(src: Path, dst: Path, contract_name: str, key: bytes) -> int:
-    """Pseudonymise one raw CSV extract into Parquet at dst; returns the rows written."""
+def write_parquet_atomically(table: pa.Table, dst: Path) -> None:
+    write_atomically(dst, partial(pq.write_table, table))
+
+
+def write_csv_atomically(table: pa.Table, dst: Path) -> None:
+    """UTF-8, comma separated, header line, empty for null."""
+    write_atomically(dst, partial(pacsv.write_csv, table))
+
+
+def write_text_atomically(text: str, dst: Path) -> None:
+    write_atomically(dst, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def pseudonymise_file(src: Path, dst: Path, contract_name: str, key: bytes) -> SourceReport:
+    """Pseudonymise one raw delimited extract into dst (CSV when dst ends in .csv, else
+    Parquet) and write its SourceReport beside it. Rows with structural problems are left
+    out and reported; file-level problems raise FileRejected, wrong columns ValueError."""
     require_key(key)
     extract = contracts().get(contract_name)
     if extract is None:
         raise ValueError(f"{src}: unknown extract {contract_name!r}")
-    table = pseudonymise_table(read_raw_extract(src, extract), extract, key)
-    write_parquet_atomically(table, dst)
-    return table.num_rows
+    raw = read_raw_extract(src, extract)
+    table = pseudonymise_table(raw.table, extract, key)
+    if Path(dst).suffix == OUTPUT_SUFFIXES["csv"]:
+        write_csv_atomically(table, Path(dst))
+    else:
+        write_parquet_atomically(table, Path(dst))
+    report = SourceReport(
+        source=Path(src).name,
+        extract=contract_name,
+        text_format=raw.text_format,
+        rows_in=raw.rows_delivered,
+        rows_out=table.num_rows,
+        problems=raw.problems,
+    )
+    write_text_atomically(report.to_json(), report_path(Path(dst)))
+    return report
 
 
-def pseudonymise_tree(raw_dir: Path, landing_dir: Path, key: bytes) -> list[Path]:
-    """raw/<agency>/<period>/<la_code>/<extract>.csv -> landing/.../<extract>.parquet."""
+def output_format_of(agency: str, output_format: OutputFormat | Mapping[str, OutputFormat]) -> str:
+    """The landed format of an agency: one format for all, or per agency (default Parquet)."""
+    chosen = output_format if isinstance(output_format, str) else output_format.get(agency)
+    chosen = chosen or "parquet"
+    if chosen not in OUTPUT_SUFFIXES:
+        raise ValueError(
+            f"unknown output format {chosen!r}; expected one of {list(OUTPUT_SUFFIXES)}"
+        )
+    return chosen
+
+
+def pseudonymise_tree(
+    raw_dir: Path,
+    landing_dir: Path,
+    key: bytes,
+    output_format: OutputFormat | Mapping[str, OutputFormat] = "parquet",
+) -> list[Path]:
+    """raw/<agency>/<period>/<la_code>/<extract>.csv -> landing/.../<extract>.parquet (or
+    .csv: output_format is one format, or a format per agency)."""
     require_key(key)
     written: list[Path] = []
     for src in sorted(Path(raw_dir).glob("*/*/*/*.csv")):
@@ -457,7 +845,8 @@ def pseudonymise_tree(raw_dir: Path, landing_dir: Path, key: bytes) -> list[Path
         extract = contracts().get(src.stem)
         if extract is None or extract.agency != agency:
             raise ValueError(f"{src}: {src.stem!r} is not an extract of agency {agency!r}")
-        dst = Path(landing_dir) / agency / period / la_code / f"{src.stem}.parquet"
+        suffix = OUTPUT_SUFFIXES[output_format_of(agency, output_format)]
+        dst = Path(landing_dir) / agency / period / la_code / f"{src.stem}{suffix}"
         pseudonymise_file(src, dst, src.stem, key)
         written.append(dst)
     return written

@@ -5,6 +5,11 @@ extract each agency's system would export (education, health, social care), plus
 kept apart. Calibrated to the national figures in the domain notes (section 4) and varied by
 area; seeded, so the same seed writes byte-identical files.
 
+Each agency exports in its own style (EXPORT_STYLES: encoding, delimiter, date format, line
+ending) and lets a few bad rows through (BAD_ROW_RATE, BAD_ROW_KINDS): codes outside their list,
+gaps, unparseable or impossible dates, dates out of order or after the period, duplicates, a
+ragged row, a repeated header. The truth lists every one in `bad_rows.parquet`.
+
 Dates are handled as day numbers (days since 1970-01-01, float64 with NaN for "no date") until
 they are written.
 """
@@ -12,8 +17,10 @@ they are written.
 from __future__ import annotations
 
 import csv
+import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
@@ -25,7 +32,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from joinedup.contracts import Contract, Period, agency_contracts, contracts
-from joinedup.pseudonymise import UPN_LETTERS, nhs_check_digit, nickname_table, upn_check_letter
+from joinedup.pseudonymise import (
+    UPN_LETTERS,
+    fold_accents,
+    nhs_check_digit,
+    nickname_table,
+    upn_check_letter,
+)
 from joinedup.settings import AGENCIES, Settings
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -274,6 +287,78 @@ NOISE_RATES: dict[str, dict[str, float]] = {
 UNRECORDED_ETHNICITY = {"education": "REFU", "health": None, "care": "NOBT"}
 LOCAL_ID_PREFIX = {"education": "EDU", "health": "HLT", "care": "CSC"}
 
+
+# --- How each agency's system exports, and the bad rows it lets through ----------------------
+@dataclass(frozen=True)
+class ExportStyle:
+    """How an agency's system writes its CSV exports."""
+
+    encoding: str  # Python codec; 'utf-8-sig' writes a byte order mark
+    delimiter: str
+    date_format: str  # 'iso' (YYYY-MM-DD) or 'uk' (DD/MM/YYYY)
+    line_terminator: str
+
+
+EXPORT_STYLES: dict[str, ExportStyle] = {
+    "education": ExportStyle("utf-8-sig", ",", "iso", "\n"),
+    "health": ExportStyle("utf-8", ",", "uk", "\n"),
+    # A Windows case-management system: Windows-1252 (names it cannot hold lose their accents,
+    # as Windows' best-fit mapping does: Wiśniewski -> Wisniewski), semicolons, CRLF.
+    "care": ExportStyle("cp1252", ";", "uk", "\r\n"),
+}
+# How each synthetic agency delivers its pseudonymised extracts to the landing zone
+# (pseudonymise_tree's output_format).
+LANDING_FORMATS: dict[str, str] = {"education": "parquet", "health": "csv", "care": "parquet"}
+
+# Bad rows: every extract of at least MIN_ROWS_FOR_BAD_ROWS rows gets round(BAD_ROW_RATE x rows)
+# bad rows (at least one), each of one kind, the kinds taken in turn (in a seeded order) from
+# those that apply to the extract, so every kind occurs once an extract has had enough bad rows
+# across the areas. A bad row is the record itself made bad (a real record with an error), never
+# a child's last good record in its agency; 'duplicate_row' adds an exact copy (both copies are
+# bad: the key is ambiguous), 'duplicate_header' repeats the header line in the middle of one
+# file (DUPLICATE_HEADER_EXTRACT of the first area). SEN2 records of plans issued are never made
+# bad: the census-E-implies-a-plan-record rule depends on them. Every bad row is listed in
+# truth/<period>/bad_rows.parquet.
+BAD_ROW_RATE = 0.005
+MIN_ROWS_FOR_BAD_ROWS = 20
+BAD_ROW_KINDS = (
+    "code_not_in_list",  # a code outside its list (INVALID_CODES)
+    "missing_required",  # the first required coded payload column left empty
+    "unparseable_date",  # the second date of the extract's first order rule: BAD_DATES
+    "non_numeric_integer",  # the first integer column: NON_NUMERIC
+    "date_order",  # that second date set before the first (first contact before referral)
+    "after_period_end",  # the period-rule date (not_after_period_end, in_period) after the end
+    "perm_with_reinstatement",  # a permanent exclusion with a reinstatement date
+    "absence_exceeds_possible",  # sessions authorised + unauthorised above sessions possible
+    "sen_without_primary_need",  # SEN support or EHC plan pupil without a primary need
+    "missing_local_id",
+    "bad_dob",  # date of birth missing or impossible (30 February)
+    "invalid_sex",  # INVALID_SEX_CODES
+    "duplicate_row",  # an exact copy of the row right after it
+    "ragged_row",  # a trailing delimiter: one field more than the header
+    "duplicate_header",  # the header line again, mid-file
+)
+STRUCTURAL_KINDS = frozenset({"ragged_row", "duplicate_header"})  # left out at source
+EXTRACT_KINDS = {  # kinds about one extract's own rules
+    "perm_with_reinstatement": "education_exclusions",
+    "absence_exceeds_possible": "education_census",
+    "sen_without_primary_need": "education_census",
+}
+INVALID_CODES = {  # extract -> (column, a plausible code outside its list)
+    "education_census": ("sen_provision", "S"),  # the pre-2014 School Action code
+    "education_exclusions": ("reason", "OT"),  # 'Other', withdrawn from the return in 2020
+    "education_sen2": ("request_source", "LA"),
+    "health_referrals": ("service", "SALT"),  # the usual abbreviation, not the coded value
+    "care_cin": ("primary_need_code", "N0"),
+    "care_lac": ("placement", "Z1"),
+}
+BAD_DATES = ("31/02/2024", "2024-13-01", "n/k")
+NON_NUMERIC = "twelve"
+INVALID_SEX_CODES = ("X", "9")
+DUPLICATE_HEADER_EXTRACT = "health_referrals"
+PROTECTED_ROWS = {"education_sen2": ("assessment_outcome", "I")}  # extract -> (column, value)
+STANDING_PLAN_YEARS = 10  # a standing EHC plan started at most this long before the period
+
 # Names: the name groups (data/forenames.csv, data/surnames.csv) each ethnicity draws from,
 # (forename groups, surname groups) with weights.
 BRITISH = {"british": 1.0}
@@ -303,9 +388,21 @@ ETHNIC_NAME_GROUPS: dict[str, tuple[dict[str, float], dict[str, float]]] = {
 # fmt: on
 POSTCODE_UNIT_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"
 STREAMS = (
-    "people", "names", "sen2", "census", "exclusions", "health", "care", "identifiers",
-    "noise_education", "noise_health", "noise_care", "local_ids",
-)  # fmt: skip
+    "people",
+    "names",
+    "sen2",
+    "census",
+    "exclusions",
+    "health",
+    "care",
+    "identifiers",
+    "noise_education",
+    "noise_health",
+    "noise_care",
+    "local_ids",
+    "sen2_plans",
+    "bad_rows",
+)  # fmt: skip  (append only: a stream's position seeds it)
 TYPO_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 Days = np.ndarray  # day numbers, float64, NaN for no date
@@ -320,7 +417,8 @@ class SynthSummary:
     scale: float
     children: dict[str, int]  # la_code -> true children
     records: dict[str, dict[str, int]]  # agency -> la_code -> person records
-    rows: dict[str, dict[str, int]]  # extract -> la_code -> rows
+    rows: dict[str, dict[str, int]]  # extract -> la_code -> data rows written, bad ones too
+    bad_rows: dict[str, dict[str, int]]  # extract -> la_code -> bad rows among them
     paths: tuple[Path, ...]
 
     @property
@@ -910,6 +1008,46 @@ def sen2_rows(
     )
     plan_start = people["plan_start"].to_numpy().copy()
     plan_start[who[issued]] = requests["plan_start_date"].to_numpy()[issued]
+    return rows, people.assign(plan_start=plan_start)
+
+
+def standing_plan_rows(
+    rng: np.random.Generator, people: pd.DataFrame, area: Area, term: Period
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """SEN2 records of the plans that census pupils with an EHC plan hold from before the
+    request flow (a request agreed and a plan issued over a year before the period), and the
+    people with those plans' start dates. SEN2 is person level: it lists every plan held."""
+    start = day_number(term.start)
+    holds = people["on_census"] & (people["sen"] == "E") & people["plan_start"].isna()
+    who = np.flatnonzero(holds.to_numpy())
+    m = len(who)
+    dob = people["dob"].to_numpy()[who]
+    earliest = np.maximum(dob + 2 * YEAR_DAYS, start - STANDING_PLAN_YEARS * YEAR_DAYS)
+    latest = start - 366.0  # before the flow: requests of the year before are in it
+    plan = np.floor(earliest + rng.random(m) * np.maximum(latest - earliest, 0.0))
+    received = plan - plan_durations(rng, area.within_20_weeks, np.zeros(m, dtype=bool))
+    mean, shape, low, high = DECISION_DAYS
+    decided = np.minimum(received + np.clip(gamma_days(rng, mean, shape, m), low, high), plan - 28)
+    assessed = np.maximum(plan - rng.integers(0, 15, size=m), decided)
+    source = pick(rng, REQUEST_SOURCES, m)
+    source[(source == "YP") & ((received - dob) / YEAR_DAYS < 16)] = "PAR"
+    rows = pd.DataFrame(
+        {
+            "received_date": received,
+            "request_source": source,
+            "request_outcome": "A",
+            "request_outcome_date": decided,
+            "assessment_outcome": "I",
+            "assessment_outcome_date": assessed,
+            "week20_exception": False,
+            "plan_start_date": plan,
+            "true_id": people["true_id"].to_numpy()[who],
+            "la_code": area.la_code,
+            "primary_need": people["primary_need"].to_numpy()[who],
+        }
+    )
+    plan_start = people["plan_start"].to_numpy().copy()
+    plan_start[who] = plan
     return rows, people.assign(plan_start=plan_start)
 
 
@@ -1594,10 +1732,23 @@ def iso_dates(days: np.ndarray) -> list[str]:
     return out.tolist()
 
 
-def format_column(values: np.ndarray, kind: str) -> list[str]:
-    """CSV text of a column: ISO dates, true/false, integers, empty for null."""
+def styled_dates(days: np.ndarray, style: ExportStyle) -> list[str]:
+    """Dates as the export writes them: ISO, or UK DD/MM/YYYY; empty for no date."""
+    iso = iso_dates(days)
+    if style.date_format == "iso":
+        return iso
+    return [f"{d[8:10]}/{d[5:7]}/{d[:4]}" if d else "" for d in iso]
+
+
+def styled_date(day: float, style: ExportStyle) -> str:
+    return styled_dates(np.array([day]), style)[0]
+
+
+def format_column(values: np.ndarray, kind: str, style: ExportStyle) -> list[str]:
+    """CSV text of a column: dates in the export's style, true/false, integers, empty for
+    null."""
     if kind == "date":
-        return iso_dates(values)
+        return styled_dates(values, style)
     if kind == "bool":
         return ["true" if v else "false" for v in values]
     if kind == "int32":
@@ -1615,13 +1766,323 @@ def extract_frame(contract: Contract, events: pd.DataFrame, identity: pd.DataFra
     return merged.loc[:, [c.name for c in contract.raw_columns]].reset_index(drop=True)
 
 
-def write_csv(path: Path, contract: Contract, frame: pd.DataFrame) -> None:
+@dataclass
+class Line:
+    """One data line of an export: its fields, whose record it is, and how it was made bad."""
+
+    fields: list[str]
+    local_id: str | None
+    kind: str | None = None  # one of BAD_ROW_KINDS, or None for a good row
+    column: str | None = None  # the column made bad, where there is one
+
+
+def export_lines(contract: Contract, frame: pd.DataFrame, style: ExportStyle) -> list[Line]:
+    columns = [format_column(frame[c.name].to_numpy(), c.type, style) for c in contract.raw_columns]
+    ids = frame["local_id"].tolist()
+    return [Line(list(f), i) for f, i in zip(zip(*columns, strict=True), ids, strict=True)]
+
+
+def representable(text: str, encoding: str) -> str:
+    """The text as a system limited to `encoding` holds it: characters it cannot hold are
+    written without their accents (best fit: Wiśniewski -> Wisniewski), else as '?'."""
+    if text.isascii():
+        return text
+    try:
+        text.encode(encoding)
+        return text
+    except UnicodeEncodeError:
+        pass
+    out = []
+    for char in text:
+        try:
+            char.encode(encoding)
+            out.append(char)
+        except UnicodeEncodeError:
+            out.append(fold_accents(char).encode("ascii", "replace").decode("ascii"))
+    return "".join(out)
+
+
+def write_export(path: Path, contract: Contract, lines: Sequence[Line], style: ExportStyle) -> None:
+    """The CSV file as the agency's system writes it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = [format_column(frame[c.name].to_numpy(), c.type) for c in contract.raw_columns]
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
+    with path.open("w", encoding=style.encoding, newline="") as handle:
+        writer = csv.writer(handle, delimiter=style.delimiter, lineterminator=style.line_terminator)
         writer.writerow([c.name for c in contract.raw_columns])
-        writer.writerows(zip(*columns, strict=True))
+        writer.writerows(
+            [representable(value, style.encoding) for value in line.fields] for line in lines
+        )
+
+
+# --- Bad rows --------------------------------------------------------------------------------
+def order_pair(contract: Contract) -> tuple[str, str] | None:
+    """The first two dates of the extract's first order rule (referral, first contact)."""
+    rules = [r["columns"] for r in contract.date_rules if r["rule"] == "order"]
+    return (rules[0][0], rules[0][1]) if rules else None
+
+
+def period_column(contract: Contract) -> str | None:
+    """The date a period rule (not after the period end, in the period) applies to."""
+    rules = [r for r in contract.date_rules if r["rule"] in ("not_after_period_end", "in_period")]
+    return rules[0]["column"] if rules else None
+
+
+def required_code_column(contract: Contract) -> str | None:
+    """The first required coded payload column outside the key."""
+    found = [
+        c.name for c in contract.payload if c.required and c.codes and c.name not in contract.key
+    ]
+    return found[0] if found else None
+
+
+def integer_column(contract: Contract) -> str | None:
+    found = [c.name for c in contract.payload if c.type == "int32"]
+    return found[0] if found else None
+
+
+def applicable_kinds(contract: Contract) -> tuple[str, ...]:
+    """The kinds of bad row (but the duplicate header) an extract can have."""
+    has = {
+        "code_not_in_list": contract.name in INVALID_CODES,
+        "missing_required": required_code_column(contract) is not None,
+        "unparseable_date": order_pair(contract) is not None,
+        "non_numeric_integer": integer_column(contract) is not None,
+        "date_order": order_pair(contract) is not None,
+        "after_period_end": period_column(contract) is not None,
+        "duplicate_header": False,
+    }
+    return tuple(
+        kind
+        for kind in BAD_ROW_KINDS
+        if has.get(kind, True) and EXTRACT_KINDS.get(kind, contract.name) == contract.name
+    )
+
+
+def bad_kind_cycles(seed: int) -> dict[str, Iterator[str]]:
+    """Per extract, its applicable kinds in a seeded order, repeated (shared by the areas)."""
+    rng = np.random.default_rng([seed, STREAMS.index("bad_rows")])
+    return {
+        name: itertools.cycle(rng.permutation(applicable_kinds(c)).tolist())
+        for name, c in sorted(contracts().items())
+    }
+
+
+def bad_row_count(rows: int, rate: float) -> int:
+    if rate <= 0 or rows < MIN_ROWS_FOR_BAD_ROWS:
+        return 0
+    return max(1, round(rate * rows))
+
+
+def may_hold(frame: pd.DataFrame, contract: Contract, column: str) -> np.ndarray:
+    """Rows whose column no null_if rule requires to be empty."""
+    allowed = np.ones(len(frame), dtype=bool)
+    for rule in contract.row_rules:
+        if rule["rule"] == "null_if" and rule["column"] == column:
+            applies = np.ones(len(frame), dtype=bool)
+            for other, values in rule["when"].items():
+                applies &= frame[other].isin(values).to_numpy()
+            allowed &= ~applies
+    return allowed
+
+
+def alone_in_rules(frame: pd.DataFrame, contract: Contract, column: str) -> np.ndarray:
+    """Rows whose other dates in the order rules with this column are empty, so moving the
+    column breaks no order rule."""
+    alone = np.ones(len(frame), dtype=bool)
+    for rule in contract.date_rules:
+        if rule["rule"] == "order" and column in rule["columns"]:
+            for other in rule["columns"]:
+                if other != column:
+                    alone &= frame[other].isna().to_numpy()
+    return alone
+
+
+def bad_row_candidates(kind: str, contract: Contract, frame: pd.DataFrame) -> np.ndarray:
+    """Rows that can be made bad of this kind and of no other."""
+    if kind == "unparseable_date":
+        return may_hold(frame, contract, order_pair(contract)[1])
+    if kind == "date_order":
+        return frame[order_pair(contract)[1]].notna().to_numpy()
+    if kind == "after_period_end":
+        return alone_in_rules(frame, contract, period_column(contract))
+    if kind == "perm_with_reinstatement":
+        return ((frame["category"] == "PERM") | frame["reinstatement_date"].notna()).to_numpy()
+    if kind == "sen_without_primary_need":
+        return frame["sen_provision"].isin(["K", "E"]).to_numpy()
+    return np.ones(len(frame), dtype=bool)
+
+
+def impossible_date(day: float, style: ExportStyle) -> str:
+    """30 February of the date's year, in the export's style."""
+    year = from_day_number(day).year
+    return f"{year}-02-30" if style.date_format == "iso" else f"30/02/{year}"
+
+
+def make_bad(
+    rng: np.random.Generator,
+    kind: str,
+    line: Line,
+    row: pd.Series,
+    contract: Contract,
+    style: ExportStyle,
+    term: Period,
+) -> None:
+    """Turn a good line into a bad one of the kind (a duplicate's copy is the caller's)."""
+    index = {c.name: i for i, c in enumerate(contract.raw_columns)}
+    column, value = None, ""
+    if kind == "code_not_in_list":
+        column, value = INVALID_CODES[contract.name]
+    elif kind == "missing_required":
+        column = required_code_column(contract)
+    elif kind == "unparseable_date":
+        column, value = order_pair(contract)[1], str(rng.choice(BAD_DATES))
+    elif kind == "non_numeric_integer":
+        column, value = integer_column(contract), NON_NUMERIC
+    elif kind == "date_order":
+        first, column = order_pair(contract)
+        value = styled_date(row[first] - int(rng.integers(1, 31)), style)
+    elif kind == "after_period_end":
+        column = period_column(contract)
+        value = styled_date(day_number(term.end) + int(rng.integers(1, 61)), style)
+    elif kind == "perm_with_reinstatement" and row["category"] == "PERM":
+        column = "reinstatement_date"
+        value = styled_date(row["start_date"] + int(rng.integers(1, 15)), style)
+    elif kind == "perm_with_reinstatement":
+        column, value = "category", "PERM"
+    elif kind == "absence_exceeds_possible":
+        column = "sessions_authorised"
+        over = row["sessions_possible"] - row["sessions_unauthorised"] + rng.integers(1, 11)
+        value = str(int(over))
+    elif kind == "sen_without_primary_need":
+        column = "primary_need"
+    elif kind == "missing_local_id":
+        column = "local_id"
+    elif kind == "bad_dob":
+        column = "dob"
+        value = impossible_date(row["dob"], style) if rng.random() < 0.5 else ""
+    elif kind == "invalid_sex":
+        column, value = "sex", str(rng.choice(INVALID_SEX_CODES))
+    elif kind == "ragged_row":
+        line.fields.append("")
+    if column is not None:
+        line.fields[index[column]] = value
+    line.kind, line.column = kind, column
+
+
+def inject_bad_rows(
+    rng: np.random.Generator,
+    contract: Contract,
+    frame: pd.DataFrame,
+    lines: list[Line],
+    kinds: Iterator[str],
+    count: int,
+    good_rows: Counter[str],
+    term: Period,
+) -> list[Line]:
+    """The export's lines with `count` of them made bad; a line is made bad only while its
+    record keeps another good line in the agency (good_rows counts them, and is updated)."""
+    style = EXPORT_STYLES[contract.agency]
+    usable = np.ones(len(frame), dtype=bool)
+    if contract.name in PROTECTED_ROWS:
+        column, value = PROTECTED_ROWS[contract.name]
+        usable &= (frame[column] != value).to_numpy()
+    local_ids = frame["local_id"].to_numpy()
+    copies: dict[int, Line] = {}
+    tries = len(applicable_kinds(contract))
+    for _ in range(count):
+        eligible = usable & np.array([good_rows[i] >= 2 for i in local_ids], dtype=bool)
+        for _ in range(tries):
+            kind = next(kinds)
+            found = np.flatnonzero(eligible & bad_row_candidates(kind, contract, frame))
+            if len(found):
+                break
+        else:
+            break
+        position = int(rng.choice(found))
+        make_bad(rng, kind, lines[position], frame.iloc[position], contract, style, term)
+        if kind == "duplicate_row":
+            copies[position] = Line(list(lines[position].fields), local_ids[position], kind)
+        usable[position] = False
+        good_rows[local_ids[position]] -= 1
+    out: list[Line] = []
+    for position, line in enumerate(lines):
+        out += [line, copies[position]] if position in copies else [line]
+    return out
+
+
+def with_duplicate_header(contract: Contract, lines: list[Line]) -> list[Line]:
+    """The lines with the header repeated in the middle (two exports pasted together)."""
+    header = Line([c.name for c in contract.raw_columns], None, "duplicate_header")
+    middle = len(lines) // 2
+    return [*lines[:middle], header, *lines[middle:]]
+
+
+def agency_exports(
+    rng: np.random.Generator,
+    frames: Mapping[str, pd.DataFrame],
+    kinds: Mapping[str, Iterator[str]],
+    rate: float,
+    term: Period,
+    duplicate_header: bool,
+) -> dict[str, list[Line]]:
+    """Every extract of one agency and area as lines of its export, bad rows included."""
+    good_rows: Counter[str] = Counter()
+    for frame in frames.values():
+        good_rows.update(frame["local_id"])
+    exports: dict[str, list[Line]] = {}
+    for name, frame in frames.items():
+        spec = contracts()[name]
+        lines = export_lines(spec, frame, EXPORT_STYLES[spec.agency])
+        count = bad_row_count(len(frame), rate)
+        lines = inject_bad_rows(rng, spec, frame, lines, kinds[name], count, good_rows, term)
+        if duplicate_header and name == DUPLICATE_HEADER_EXTRACT and count:
+            lines = with_duplicate_header(spec, lines)
+        exports[name] = lines
+    return exports
+
+
+def bad_row_records(
+    lines: Sequence[Line], contract: Contract, la_code: str
+) -> list[dict[str, object]]:
+    """The truth of an export's bad lines: the data row each is in the raw file (1-based), and
+    in the pseudonymised file (landed_row; none for rows left out at source)."""
+    index = {c.name: i for i, c in enumerate(contract.raw_columns)}
+    records: list[dict[str, object]] = []
+    landed = 0
+    for row, line in enumerate(lines, start=1):
+        structural = line.kind in STRUCTURAL_KINDS
+        landed += not structural
+        if line.kind is None:
+            continue
+        value = line.fields[index[line.column]] if line.column else None
+        records.append(
+            {
+                "agency": contract.agency,
+                "la_code": la_code,
+                "extract": contract.name,
+                "row": row,
+                "landed_row": None if structural else landed,
+                "kind": line.kind,
+                "local_id": line.local_id,
+                "column": line.column,
+                "value": value or None,
+            }
+        )
+    return records
+
+
+BAD_ROWS_SCHEMA = pa.schema(
+    [
+        ("agency", pa.string()),
+        ("la_code", pa.string()),
+        ("extract", pa.string()),
+        ("row", pa.int32()),
+        ("landed_row", pa.int32()),
+        ("kind", pa.string()),
+        ("local_id", pa.string()),
+        ("column", pa.string()),
+        ("value", pa.string()),
+    ]
+)
 
 
 def arrow_column(values: np.ndarray, kind: pa.DataType) -> pa.Array:
@@ -1682,6 +2143,10 @@ def simulate_area(
     """Children of one area and every agency's events about them."""
     people, pool = build_people(seed, area_index, area, term, n, nhs, first_id)
     sen2, people = sen2_rows(area_rng(seed, area_index, "sen2"), people, area, term)
+    standing, people = standing_plan_rows(
+        area_rng(seed, area_index, "sen2_plans"), people, area, term
+    )
+    sen2 = pd.concat([sen2, standing], ignore_index=True)
     rng = area_rng(seed, area_index, "care")
     cin, lac = care_flags(rng, people, area)
     events = {
@@ -1717,32 +2182,52 @@ def area_sizes(scale: float) -> list[int]:
 
 
 def generate(
-    settings: Settings, period: str = "2024-25", seed: int = 20241, scale: float = 1.0
+    settings: Settings,
+    period: str = "2024-25",
+    seed: int = 20241,
+    scale: float = 1.0,
+    bad_row_rate: float = BAD_ROW_RATE,
 ) -> SynthSummary:
-    """Write every agency's raw extracts for the three synthetic areas, and the ground truth."""
+    """Write every agency's raw extracts for the three synthetic areas, in each agency's export
+    style and with bad rows at `bad_row_rate` (0 for none), and the ground truth. An extract
+    with no rows (possible at small scales) is not written: the agency has nothing to send."""
     term = Period(period)
     sizes = area_sizes(scale)
     nhs = valid_nhs_numbers(area_rng(seed, len(AREAS), "identifiers"), sum(sizes))
+    kinds = bad_kind_cycles(seed)
     paths: list[Path] = []
     rows: dict[str, dict[str, int]] = {name: {} for name in contracts()}
+    bad_counts: dict[str, dict[str, int]] = {name: {} for name in contracts()}
     records: dict[str, dict[str, int]] = {agency: {} for agency in AGENCIES}
     identities: list[pd.DataFrame] = []
     children: list[pd.DataFrame] = []
+    bad_rows: list[dict[str, object]] = []
     first_id = 0
     for index, (area, n) in enumerate(zip(AREAS, sizes, strict=True)):
         data = simulate_area(seed, index, area, term, n, nhs[first_id : first_id + n], first_id)
         first_id += n
         children.append(data.people)
+        rng = area_rng(seed, index, "bad_rows")
         for agency in AGENCIES:
             identity = agency_identity(seed, index, agency, data, term)
             identities.append(identity)
             records[agency][area.la_code] = len(identity)
+            frames = {
+                c.name: extract_frame(c, data.events[c.name], identity)
+                for c in agency_contracts(agency)
+            }
+            exports = agency_exports(rng, frames, kinds, bad_row_rate, term, index == 0)
             for c in agency_contracts(agency):
-                frame = extract_frame(c, data.events[c.name], identity)
+                lines = exports[c.name]
+                found = bad_row_records(lines, c, area.la_code)
+                bad_rows += found
+                rows[c.name][area.la_code] = len(lines)
+                bad_counts[c.name][area.la_code] = len(found)
+                if not lines:
+                    continue  # nothing to report (small scales): the agency sends no file
                 path = settings.raw_dir / agency / period / area.la_code / f"{c.name}.csv"
-                write_csv(path, c, frame)
+                write_export(path, c, lines, EXPORT_STYLES[agency])
                 paths.append(path)
-                rows[c.name][area.la_code] = len(frame)
     truth = settings.truth_dir / period
     write_truth(truth / "children.parquet", pd.concat(children, ignore_index=True), TRUTH_CHILDREN)
     all_records = pd.concat(identities, ignore_index=True).sort_values(
@@ -1751,7 +2236,10 @@ def generate(
     write_truth(
         truth / "records.parquet", all_records, [(c, c, pa.string()) for c in TRUTH_RECORDS]
     )
-    paths += [truth / "children.parquet", truth / "records.parquet"]
+    pq.write_table(
+        pa.Table.from_pylist(bad_rows, schema=BAD_ROWS_SCHEMA), truth / "bad_rows.parquet"
+    )
+    paths += [truth / "children.parquet", truth / "records.parquet", truth / "bad_rows.parquet"]
     return SynthSummary(
         period=period,
         seed=seed,
@@ -1759,5 +2247,6 @@ def generate(
         children={area.la_code: n for area, n in zip(AREAS, sizes, strict=True)},
         records=records,
         rows=rows,
+        bad_rows=bad_counts,
         paths=tuple(paths),
     )

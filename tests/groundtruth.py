@@ -7,12 +7,15 @@ identity comes from the truth (`true_id`), not from the pipeline's linkage.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
-from joinedup.contracts import Period, code_lists
-from joinedup.pseudonymise import person_token
+from joinedup.contracts import Period, code_lists, contract
+from joinedup.pseudonymise import ROW_COLUMN, parse_date, person_token, read_delimited_text
 from joinedup.settings import AGENCIES, Settings
 
 TWENTY_WEEKS_DAYS = 140
@@ -31,12 +34,26 @@ class Truth:
         return self.extracts[name]
 
 
+def read_good_rows(path: Path, bad_rows: pd.DataFrame) -> pd.DataFrame:
+    """A raw extract as text with ISO dates, without the rows the truth lists as bad."""
+    table = read_delimited_text(path).table
+    for column in contract(path.stem).raw_columns:
+        if column.type == "date":
+            dates = parse_date(table.column(column.name))[0].cast(pa.string())
+            table = table.set_column(table.schema.get_field_index(column.name), column.name, dates)
+    la_code = path.parent.name
+    bad = bad_rows[(bad_rows.la_code == la_code) & (bad_rows.extract == path.stem)]
+    frame = table.to_pandas()
+    return frame[~frame[ROW_COLUMN].isin(bad.row)].drop(columns=ROW_COLUMN).reset_index(drop=True)
+
+
 def load_truth(settings: Settings, period: str, key: bytes) -> Truth:
-    """Raw extracts (all areas) and the truth records, with person tokens for joining."""
+    """Raw extracts (all areas; only the rows not made bad on purpose) and the truth records,
+    with person tokens for joining."""
+    bad_rows = pd.read_parquet(settings.truth_dir / period / "bad_rows.parquet")
     extracts: dict[str, pd.DataFrame] = {}
     for path in sorted(settings.raw_dir.glob(f"*/{period}/*/*.csv")):
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        extracts.setdefault(path.stem, []).append(frame)
+        extracts.setdefault(path.stem, []).append(read_good_rows(path, bad_rows))
     extracts = {name: pd.concat(frames, ignore_index=True) for name, frames in extracts.items()}
     records = pd.read_parquet(settings.truth_dir / period / "records.parquet")
     records = records.assign(
@@ -220,11 +237,14 @@ def direct_identifiers(truth: Truth) -> Identifiers:
     return Identifiers(frozenset((values | long_values) - clear), tuple(sorted(long_values)))
 
 
-def find_leaks(frame: pd.DataFrame, identifiers: Identifiers) -> list[tuple[str, str]]:
+def find_leaks(
+    frame: pd.DataFrame, identifiers: Identifiers, event_dates: Sequence[str] = ()
+) -> list[tuple[str, str]]:
     """(column, value) of every text cell that is, or contains, a direct identifier. Hex token
-    and Bloom columns are matched whole only: short strings occur in random hex by chance."""
+    and Bloom columns are matched whole only: short strings occur in random hex by chance.
+    event_dates are the contract's date columns (a referral date may fall on a birthday)."""
     leaks = []
-    for column in frame.columns:
+    for column in (c for c in frame.columns if c not in event_dates):
         cells = frame[column].dropna()
         cells = cells[cells.map(lambda v: isinstance(v, str))].astype(str).str.upper().str.strip()
         leaks += [(column, v) for v in cells[cells.isin(identifiers.values)]]

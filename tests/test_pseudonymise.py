@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 from pathlib import Path
@@ -14,6 +15,9 @@ import pytest
 
 from joinedup.contracts import Column, Contract, codes, contract, contracts
 from joinedup.pseudonymise import (
+    ROW_COLUMN,
+    FileRejected,
+    TextFormat,
     bloom_encode,
     bloom_to_array,
     canonical_forename,
@@ -21,14 +25,18 @@ from joinedup.pseudonymise import (
     identifier_status,
     is_valid_nhs_number,
     is_valid_upn,
+    landed_schema,
     nhs_check_digit,
     nickname_table,
     normalise_name,
     normalise_postcode,
+    parse_date,
     person_token,
     pseudonymise_file,
     pseudonymise_table,
     pseudonymise_tree,
+    read_delimited,
+    read_delimited_text,
     read_raw_extract,
     token,
     upn_check_letter,
@@ -103,6 +111,12 @@ def raw_table(spec: Contract, people: tuple[dict[str, object], ...] = PEOPLE) ->
     return pa.Table.from_arrays(arrays, schema=spec.raw_schema())
 
 
+def text_table(spec: Contract) -> pa.Table:
+    """raw_table as an agency's CSV export reads: every column text, dates ISO."""
+    table = raw_table(spec)
+    return table.cast(pa.schema([pa.field(n, pa.string()) for n in table.column_names]))
+
+
 def write_raw_csv(table: pa.Table, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pacsv.write_csv(table, path)
@@ -165,6 +179,8 @@ def test_identifier_status(value: str | None, expected: str) -> None:
         ("  mary  jane ", "MARYJANE"),
         ("Zoë", "ZOE"),
         ("José", "JOSE"),
+        ("Łukasz", "LUKASZ"),
+        ("Strauß", "STRAUSS"),
         ("Mr John", "JOHN"),
         ("Dr. Ngozi", "NGOZI"),
         ("MISS ELLIE-MAY", "ELLIEMAY"),
@@ -309,19 +325,60 @@ def test_bloom_to_array_rejects_wrong_width() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(contracts()))
-def test_pseudonymised_schema_equals_contract(name: str) -> None:
+def test_pseudonymised_table_has_the_landed_schema(name: str) -> None:
+    """The contract's pseudonymised columns in order, all nullable; payload as text."""
     spec = contract(name)
     out = pseudonymise_table(raw_table(spec), spec, KEY)
-    assert out.schema.equals(spec.pseudonymised_schema())
+    assert out.schema.equals(landed_schema(spec))
+    assert out.schema.names == spec.pseudonymised_schema().names
+    assert all(field.nullable for field in out.schema)
+    assert all(out.schema.field(c.name).type == pa.string() for c in spec.payload)
     assert out.num_rows == len(PEOPLE)
 
 
-def test_payload_is_copied_unchanged() -> None:
+def test_payload_is_passed_through_as_text_with_iso_dates() -> None:
     spec = contract("health_referrals")
     raw = raw_table(spec)
     out = pseudonymise_table(raw, spec, KEY)
     for column in spec.payload:
-        assert out.column(column.name).equals(raw.column(column.name))
+        assert out.column(column.name).equals(raw.column(column.name).cast(pa.string()))
+    assert out.column("referral_received_date").to_pylist() == ["2024-10-01"] * len(PEOPLE)
+
+
+def test_row_level_problems_give_null_tokens_never_an_error() -> None:
+    """Missing local id, unparseable or missing dob, invalid sex and ethnicity codes, empty
+    names and a payload date that does not parse: each row is pseudonymised as far as it
+    goes, in order, and nothing raises."""
+    spec = contract("care_cin")
+    text = text_table(spec)
+    rows = text.to_pylist()
+    rows[0] |= {"local_id": None, "sex": "Female"}
+    rows[1] |= {"dob": "30/02/2012", "ethnicity": "WELSH", "forename": None}
+    rows[2] |= {"dob": None, "cin_referral_date": "n/k"}
+    out = pseudonymise_table(pa.Table.from_pylist(rows, schema=text.schema), spec, KEY)
+    first, second, third = out.to_pylist()
+    assert first["person_token"] is None and first["sex"] == "Female"
+    assert first["birth_ym"] == "2015-03"
+    assert (second["dob_token"], second["birth_ym"], second["ethnicity"]) == (None, None, "WELSH")
+    assert second["forename_token"] is None and second["surname_token"] is not None
+    assert second["person_token"] == person_token(KEY, "care", "EMS-00982214")
+    assert (third["dob_token"], third["birth_ym"], third["cin_referral_date"]) == (
+        None,
+        None,
+        "n/k",
+    )
+
+
+def test_dates_of_birth_in_uk_format_give_the_same_tokens_as_iso() -> None:
+    spec = contract("health_referrals")
+    iso = pseudonymise_table(raw_table(spec), spec, KEY)
+    rows = text_table(spec).to_pylist()
+    for row in rows:
+        year, month, day = row["dob"].split("-")
+        row["dob"] = f"{day}/{month}/{year}"
+    uk = pseudonymise_table(pa.Table.from_pylist(rows, schema=text_table(spec).schema), spec, KEY)
+    assert uk.column("dob_token").equals(iso.column("dob_token"))
+    assert uk.column("birth_ym").equals(iso.column("birth_ym"))
 
 
 def test_clear_identity_fields_are_coarsened() -> None:
@@ -400,20 +457,100 @@ def test_pseudonymise_refuses_empty_or_short_key(tmp_path: Path) -> None:
 # --- files -----------------------------------------------------------------------------------
 
 
-def test_file_round_trip_writes_contract_parquet(tmp_path: Path) -> None:
+def test_file_round_trip_writes_landed_parquet_and_a_source_report(tmp_path: Path) -> None:
     spec = contract("education_census")
     src = write_raw_csv(raw_table(spec), tmp_path / "raw.csv")
     dst = tmp_path / "out" / "education_census.parquet"
-    assert pseudonymise_file(src, dst, "education_census", KEY) == len(PEOPLE)
-    assert pq.read_schema(dst).equals(spec.pseudonymised_schema())
-    assert [p.name for p in dst.parent.iterdir()] == ["education_census.parquet"]
+    report = pseudonymise_file(src, dst, "education_census", KEY)
+    assert (report.rows_in, report.rows_out, report.problems) == (len(PEOPLE), len(PEOPLE), ())
+    assert pq.read_schema(dst).equals(landed_schema(spec))
+    assert sorted(p.name for p in dst.parent.iterdir()) == [
+        "education_census.parquet",
+        "education_census.source.json",
+    ]
+    assert json.loads((dst.parent / "education_census.source.json").read_text())["rows_out"] == 3
 
 
-def test_read_raw_extract_accepts_reordered_columns(tmp_path: Path) -> None:
+def write_messy_census(path: Path) -> list[str]:
+    """A Windows-1252, semicolon, UK-date census export with a ragged row (3), a repeated
+    header (5) and row-level problems; returns the local ids of the rows that stay, in order."""
+    spec = contract("education_census")
+    names = [c.name for c in spec.raw_columns]
+    good = dict(zip(names, [str(payload_value(c)) for c in spec.raw_columns], strict=True))
+    good |= {"forename": "Zoë", "surname": "Núñez", "dob": "07/03/2015", "sex": "F",
+             "postcode": "LS6 2AB", "ethnicity": "WOTH", "upn": "B801200005001"}  # fmt: skip
+    rows = [
+        good | {"local_id": "A1"},
+        good | {"local_id": "A2", "dob": "31/02/2015", "sex": "X", "ethnicity": "ZZZZ"},
+        good | {"local_id": "A3"},  # made ragged below
+        good | {"local_id": "", "sessions_possible": "twelve"},
+        dict(zip(names, names, strict=True)),
+        good | {"local_id": "A5", "dob": ""},
+    ]
+    lines = [";".join(names)] + [";".join(row[n] for n in names) for row in rows]
+    lines[3] += ";extra"
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+    return ["A1", "A2", "", "A5"]
+
+
+def test_pseudonymise_file_with_bad_rows_never_raises_and_keeps_row_order(tmp_path: Path) -> None:
+    src = tmp_path / "education_census.csv"
+    kept = write_messy_census(src)
+    dst = tmp_path / "landing" / "education_census.parquet"
+    report = pseudonymise_file(src, dst, "education_census", KEY)
+    assert (report.rows_in, report.rows_out) == (6, 4)
+    assert [(p.row, p.rule) for p in report.problems] == [
+        (3, "field_count"),
+        (5, "duplicate_header"),
+    ]
+    assert report.text_format == TextFormat("cp1252", ";")
+    out = pq.read_table(dst).to_pylist()
+    expected = [person_token(KEY, "education", i) if i else None for i in kept]
+    assert [r["person_token"] for r in out] == expected
+    assert [r["birth_ym"] for r in out] == ["2015-03", None, "2015-03", None]
+    assert [r["sex"] for r in out] == ["F", "X", "F", "F"]
+    assert out[1]["ethnicity"] == "ZZZZ" and out[2]["sessions_possible"] == "twelve"
+    assert out[0]["forename_token"] == token(KEY, "forename", "ZOE")
+    assert str(report) == (
+        "4 of 6 rows pseudonymised; left out: field_count row 3; duplicate_header row 5"
+    )
+
+
+def test_pseudonymise_file_writes_utf8_comma_csv_with_iso_dates(tmp_path: Path) -> None:
+    """A .csv target is UTF-8, comma separated, dates ISO, and reads back as the Parquet."""
+    src = tmp_path / "education_census.csv"
+    write_messy_census(src)
+    spec = contract("education_census")
+    as_parquet = tmp_path / "p" / "education_census.parquet"
+    as_csv = tmp_path / "c" / "education_census.csv"
+    pseudonymise_file(src, as_parquet, spec.name, KEY)
+    pseudonymise_file(src, as_csv, spec.name, KEY)
+    data = as_csv.read_bytes()
+    data.decode("utf-8")
+    assert not data.startswith(b"\xef\xbb\xbf")
+    text = read_delimited_text(as_csv)
+    assert text.text_format == TextFormat("utf-8", ",")
+    assert text.table.drop_columns([ROW_COLUMN]).equals(pq.read_table(as_parquet))
+
+
+def test_payload_dates_land_in_iso_whatever_the_source_format(tmp_path: Path) -> None:
+    spec = contract("health_referrals")
+    text = text_table(spec)
+    rows = [r | {"referral_received_date": "01/10/2024"} for r in text.to_pylist()]
+    src = write_raw_csv(pa.Table.from_pylist(rows, schema=text.schema), tmp_path / "h.csv")
+    dst = tmp_path / "out" / "health_referrals.csv"
+    pseudonymise_file(src, dst, spec.name, KEY)
+    landed = read_delimited_text(dst).table
+    assert landed.column("referral_received_date").to_pylist() == ["2024-10-01"] * len(PEOPLE)
+
+
+def test_read_raw_extract_orders_columns_as_the_contract(tmp_path: Path) -> None:
     spec = contract("care_lac")
     table = raw_table(spec)
     src = write_raw_csv(table.select(list(reversed(table.column_names))), tmp_path / "r.csv")
-    assert read_raw_extract(src, spec).equals(table)
+    raw = read_raw_extract(src, spec)
+    assert raw.table.drop_columns([ROW_COLUMN]).equals(text_table(spec))
+    assert raw.table.column(ROW_COLUMN).to_pylist() == [1, 2, 3]
 
 
 def test_read_raw_extract_names_file_and_missing_column(tmp_path: Path) -> None:
@@ -423,20 +560,13 @@ def test_read_raw_extract_names_file_and_missing_column(tmp_path: Path) -> None:
         read_raw_extract(src, spec)
 
 
-def test_read_raw_extract_names_file_on_bad_date(tmp_path: Path) -> None:
+def test_pseudonymise_file_raises_file_rejected_for_a_truncated_file(tmp_path: Path) -> None:
     spec = contract("care_lac")
     src = write_raw_csv(raw_table(spec), tmp_path / "lac.csv")
-    src.write_text(src.read_text().replace("2015-03-07", "2015-02-30"))
-    with pytest.raises(ValueError, match=r"lac\.csv"):
-        read_raw_extract(src, spec)
-
-
-def test_read_raw_extract_rejects_empty_required_identity(tmp_path: Path) -> None:
-    spec = contract("care_lac")
-    src = write_raw_csv(raw_table(spec), tmp_path / "lac.csv")
-    src.write_text(src.read_text().replace('"Siobhan"', ""))
-    with pytest.raises(ValueError, match=r"lac\.csv.*forename \(1 rows\)"):
-        read_raw_extract(src, spec)
+    src.write_bytes(src.read_bytes()[:-40])
+    with pytest.raises(FileRejected, match=r"lac\.csv: truncated"):
+        pseudonymise_file(src, tmp_path / "out.parquet", "care_lac", KEY)
+    assert not (tmp_path / "out.parquet").exists()
 
 
 def test_tree_rejects_extract_under_wrong_agency(tmp_path: Path) -> None:
@@ -444,6 +574,185 @@ def test_tree_rejects_extract_under_wrong_agency(tmp_path: Path) -> None:
     write_raw_csv(raw_table(spec), tmp_path / "raw" / "health" / PERIOD / LA_CODE / "x.csv")
     with pytest.raises(ValueError, match="not an extract of agency 'health'"):
         pseudonymise_tree(tmp_path / "raw", tmp_path / "landing", KEY)
+
+
+def test_tree_lands_each_agency_in_its_output_format(tmp_path: Path) -> None:
+    for spec in contracts().values():
+        write_raw_csv(
+            raw_table(spec), tmp_path / "raw" / spec.agency / PERIOD / LA_CODE / f"{spec.name}.csv"
+        )
+    written = pseudonymise_tree(tmp_path / "raw", tmp_path / "landing", KEY, {"health": "csv"})
+    suffixes = {p.stem: p.suffix for p in written}
+    assert suffixes == {
+        name: ".csv" if spec.agency == "health" else ".parquet"
+        for name, spec in contracts().items()
+    }
+    with pytest.raises(ValueError, match="unknown output format 'xlsx'"):
+        pseudonymise_tree(tmp_path / "raw", tmp_path / "landing", KEY, "xlsx")  # type: ignore[arg-type]
+
+
+# --- delimited text --------------------------------------------------------------------------
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("data", "encoding", "delimiter"),
+    [
+        ("\ufeffid,name,dob\n1,Zoë,07/03/2015\n".encode(), "utf-8-sig", ","),
+        ("id,name,dob\n1,Zoë,07/03/2015\n".encode(), "utf-8", ","),
+        ("id;name;dob\r\n1;Zoë;07/03/2015\r\n".encode("cp1252"), "cp1252", ";"),
+        ("id\tname\tdob\n1\tZoë\t07/03/2015\n".encode(), "utf-8", "\t"),
+        ("id|name|dob\n1|Zoë|07/03/2015\n".encode(), "utf-8", "|"),
+    ],
+    ids=["utf8-bom", "utf8", "cp1252-semicolon-crlf", "tab", "pipe"],
+)
+def test_read_delimited_detects_encoding_and_delimiter(
+    tmp_path: Path, data: bytes, encoding: str, delimiter: str
+) -> None:
+    text = read_delimited_text(write_bytes(tmp_path / "x.csv", data))
+    assert text.text_format == TextFormat(encoding, delimiter)
+    assert text.table.to_pylist() == [{"id": "1", "name": "Zoë", "dob": "07/03/2015", "_row": 1}]
+
+
+def test_read_delimited_decodes_windows_1252_accents(tmp_path: Path) -> None:
+    data = "id;forename\n1;Chloé\n2;José\n3;Zoë\n".encode("cp1252")
+    table, problems = read_delimited(write_bytes(tmp_path / "x.csv", data))
+    assert table.column("forename").to_pylist() == ["Chloé", "José", "Zoë"]
+    assert problems == []
+
+
+def test_read_delimited_keeps_text_as_is_and_empty_as_null(tmp_path: Path) -> None:
+    """Header names are stripped and lower-cased; values stay text ('007', 'NA', 'n/k');
+    only empty values are null; quoted delimiters stay in their value; row order is kept."""
+    data = b' Local_ID ,Name , NCYEAR\n007,"Smith, Jo",NA\n008,,n/k\n009,"",12\n'
+    table, _ = read_delimited(write_bytes(tmp_path / "x.csv", data))
+    assert table.column_names == ["local_id", "name", "ncyear", ROW_COLUMN]
+    assert table.to_pylist() == [
+        {"local_id": "007", "name": "Smith, Jo", "ncyear": "NA", "_row": 1},
+        {"local_id": "008", "name": None, "ncyear": "n/k", "_row": 2},
+        {"local_id": "009", "name": None, "ncyear": "12", "_row": 3},
+    ]
+
+
+def test_read_delimited_reports_ragged_rows_and_repeated_headers(tmp_path: Path) -> None:
+    """Rows with too many or too few fields and rows repeating the header are left out and
+    reported with their data row number; the rest keep theirs."""
+    data = b"id,name\n1,a\n2,b,extra\n3\nID , Name\n5,e\n"
+    text = read_delimited_text(write_bytes(tmp_path / "x.csv", data))
+    assert [(p.row, p.rule) for p in text.problems] == [
+        (2, "field_count"),
+        (3, "field_count"),
+        (4, "duplicate_header"),
+    ]
+    assert text.problems[0].detail == "3 fields where the header has 2"
+    assert text.problems[1].detail == "1 field where the header has 2"
+    assert text.table.to_pylist() == [
+        {"id": "1", "name": "a", "_row": 1},
+        {"id": "5", "name": "e", "_row": 5},
+    ]
+    assert text.rows_delivered == 5
+
+
+def test_read_delimited_problem_details_never_quote_the_row(tmp_path: Path) -> None:
+    data = b"id,surname\n1,Nowakowska,LS6 2AB\n"
+    text = read_delimited_text(write_bytes(tmp_path / "x.csv", data))
+    assert not [p for p in text.problems if "Nowakowska" in p.detail or "LS6" in p.detail]
+    assert len(text.problems) == 1
+
+
+def test_read_delimited_counts_a_quoted_line_break_as_one_row(tmp_path: Path) -> None:
+    data = b'id,note\n1,"two\nlines"\n2,x,y\n3,z\n'
+    text = read_delimited_text(write_bytes(tmp_path / "x.csv", data))
+    assert [(p.row, p.rule) for p in text.problems] == [(2, "field_count")]
+    assert text.table.column(ROW_COLUMN).to_pylist() == [1, 3]
+    assert text.table.column("note").to_pylist() == ["two\nlines", "z"]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty file (0 bytes)"),
+        (b"\n\n", "empty file"),
+        (b"id,name\n", "no data rows"),
+        (b"id,name\r\n", "no data rows"),
+        (b"id,name\n1,a\n2", "truncated: the last row (2) has 1 of 2 fields"),
+        (b'id,name\n1,a\n2,"Smi', "truncated: the file ends inside a quoted value"),
+        (b"EDU-1,2015-03-07\nEDU-2,2015-03-08\n", "no recognisable header"),
+        (b"id,id\n1,2\n", "no recognisable header: repeated"),
+        (b"id,,name\n1,2,3\n", "no recognisable header"),
+        (b"id,name\n1,\x81\n", "undecodable bytes: neither UTF-8 nor Windows-1252"),
+        (b"\xef\xbb\xbfid,name\n1,\xe9\n", "undecodable bytes: has a UTF-8 BOM"),
+        ("id,name\n1,a\n".encode("utf-16"), "undecodable bytes: NUL bytes"),
+    ],
+    ids=[
+        "zero-bytes",
+        "blank-lines",
+        "header-only",
+        "header-only-crlf",
+        "truncated-row",
+        "truncated-quote",
+        "no-header",
+        "repeated-names",
+        "empty-name",
+        "not-cp1252",
+        "bom-but-not-utf8",
+        "utf16",
+    ],
+)
+def test_read_delimited_rejects_file_level_problems(
+    tmp_path: Path, data: bytes, reason: str
+) -> None:
+    path = write_bytes(tmp_path / "x.csv", data)
+    with pytest.raises(FileRejected) as raised:
+        read_delimited(path)
+    assert raised.value.reason.startswith(reason), raised.value.reason
+    assert raised.value.path == path and str(raised.value).startswith(f"{path}: ")
+
+
+def test_read_delimited_accepts_a_complete_last_row_without_newline(tmp_path: Path) -> None:
+    table, problems = read_delimited(write_bytes(tmp_path / "x.csv", b"id,name\n1,a\n2,b"))
+    assert table.column("name").to_pylist() == ["a", "b"] and problems == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-01-31", date(2024, 1, 31)),
+        ("31/01/2024", date(2024, 1, 31)),
+        ("1/2/2020", date(2020, 2, 1)),
+        (" 29/02/2000 ", date(2000, 2, 29)),
+        ("2024-02-29", date(2024, 2, 29)),
+        ("31/02/2024", "bad"),
+        ("2024-13-01", "bad"),
+        ("2023-02-29", "bad"),
+        ("29/02/1900", "bad"),
+        ("n/k", "bad"),
+        ("2024-1-5", "bad"),
+        ("01/00/2020", "bad"),
+        ("", None),
+        ("  ", None),
+        (None, None),
+    ],
+)
+def test_parse_date_reads_iso_and_uk_dates_and_flags_the_rest(
+    text: str | None, expected: date | str | None
+) -> None:
+    parsed, bad = parse_date(pa.array([text], pa.string()))
+    assert parsed.type == pa.date32()
+    assert parsed.to_pylist() == [expected if isinstance(expected, date) else None]
+    assert bad.tolist() == [expected == "bad"]
+
+
+def test_parse_date_passes_dates_through_and_takes_chunked_arrays() -> None:
+    dates = pa.chunked_array([[date(2024, 1, 1)], [None]], pa.date32())
+    parsed, bad = parse_date(dates)
+    assert parsed.to_pylist() == [date(2024, 1, 1), None] and not bad.any()
+    parsed, bad = parse_date(pa.chunked_array([["01/02/2024"], ["x"]]))
+    assert parsed.to_pylist() == [date(2024, 2, 1), None] and bad.tolist() == [False, True]
 
 
 # --- privacy ---------------------------------------------------------------------------------
@@ -478,3 +787,5 @@ def test_no_identifier_survives_pseudonymisation(tmp_path: Path) -> None:
         assert not leaks, f"{path.name} leaks {sorted(leaks)[:3]}"
         content = path.read_bytes()
         assert not [f for f in forbidden if f.encode() in content], path.name
+        report = (path.parent / f"{path.stem}.source.json").read_bytes()
+        assert not [f for f in forbidden if f.encode() in report], path.name
