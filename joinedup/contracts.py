@@ -61,6 +61,7 @@ class Contract:
     payload: tuple[Column, ...]
     row_rules: tuple[dict, ...]
     date_rules: tuple[dict, ...]
+    identifier_completeness: tuple[tuple[str, float], ...] = ()
 
     @property
     def raw_columns(self) -> tuple[Column, ...]:
@@ -105,6 +106,18 @@ def _column(spec: dict) -> Column:
     )
 
 
+def _completeness(path: Path, spec: dict) -> tuple[tuple[str, float], ...]:
+    """The minimum share of rows carrying each identifier token, checked against identity.json."""
+    shares = spec.get("identifier_completeness", {})
+    tokens = {c.name for c in identity_columns("pseudonymised") if c.token}
+    unknown = sorted(set(shares) - tokens)
+    if unknown:
+        raise ValueError(f"{path}: identifier_completeness names non-token columns {unknown}")
+    if not all(0 < share <= 1 for share in shares.values()):
+        raise ValueError(f"{path}: identifier_completeness shares must lie in (0, 1]")
+    return tuple(sorted(shares.items()))
+
+
 def _read(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -143,6 +156,7 @@ def contracts() -> dict[str, Contract]:
             payload=tuple(_column(c) for c in spec["columns"]),
             row_rules=tuple(spec.get("row_rules", ())),
             date_rules=tuple(spec.get("date_rules", ())),
+            identifier_completeness=_completeness(path, spec),
         )
     return found
 

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -76,8 +77,20 @@ def test_valid_frame_passes_every_expectation(name: str) -> None:
     report = validate.validate_frame(valid_frame(contract(name)), name, PERIOD)
     assert report.failed == [], report.describe()
     assert report.success
-    assert report.evaluated == len(validate.build_suite(contract(name))["expectations"])
+    assert report.row_failures.empty
+    total = len(validate.build_suite(contract(name))["expectations"])
+    assert report.evaluated + len(report.skipped) == total
     assert report.rows == ROWS
+
+
+def test_completeness_is_checked_only_from_the_minimum_row_count() -> None:
+    spec = contract("care_cin")
+    small = validate.validate_frame(valid_frame(spec), spec.name, PERIOD)
+    assert small.skipped == ["completeness:nhs_token", "completeness:upn_token"]
+    enough = valid_frame(spec, validate.COMPLETENESS_MIN_ROWS)
+    report = validate.validate_frame(enough, spec.name, PERIOD)
+    assert report.success and report.skipped == []
+    assert report.evaluated == len(validate.build_suite(spec)["expectations"])
 
 
 def _set(row: int, **values: object) -> Callable[[pd.DataFrame], None]:
@@ -114,11 +127,47 @@ FAILURES = {
         _set(
             4,
             referral_received_date=PERIOD.end + timedelta(days=1),
-            first_attended_contact_date=PERIOD.end + timedelta(days=2),
-            discharge_date=PERIOD.end + timedelta(days=3),
+            first_attended_contact_date=None,
+            discharge_date=None,
         ),
         "not_after_period_end:referral_received_date",
         [4],
+    ),
+    "future_discharge_date": (
+        "health_referrals",
+        _set(2, discharge_date=PERIOD.end + timedelta(days=1)),
+        "not_after_period_end:discharge_date",
+        [2],
+    ),
+    "future_reinstatement_date": (
+        "education_exclusions",
+        _set(5, reinstatement_date=PERIOD.end + timedelta(days=1)),
+        "not_after_period_end:reinstatement_date",
+        [5],
+    ),
+    "born_too_early_to_be_25_in_the_period": (
+        "health_referrals",
+        _set(2, birth_ym="1998-08"),
+        "age_0_25:birth_ym",
+        [2],
+    ),
+    "born_after_the_period": (
+        "care_lac",
+        _set(3, birth_ym="2025-09"),
+        "age_0_25:birth_ym",
+        [3],
+    ),
+    "plan_before_assessment_outcome": (
+        "education_sen2",
+        _set(3, assessment_outcome_date=PERIOD.start + timedelta(days=30)),
+        "order:assessment_outcome_date<=plan_start_date",
+        [3],
+    ),
+    "duplicate_single_column_key": (
+        "education_census",
+        _set(3, person_token=_token("person_token", 0)),
+        "key:person_token",
+        [1, 3],
     ),
     "date_before_period": (
         "education_exclusions",
@@ -168,6 +217,21 @@ FAILURES = {
 }
 
 
+def test_date_order_failures_show_the_earlier_column_first() -> None:
+    df = valid_frame(contract("health_referrals"))
+    _set(2, referral_received_date=PERIOD.start + timedelta(days=30))(df)
+    report = validate.validate_frame(df, "health_referrals", PERIOD)
+    found = failure(report, "order:referral_received_date<=first_attended_contact_date")
+    assert found.columns == ["referral_received_date", "first_attended_contact_date"]
+    assert found.values == [
+        {"referral_received_date": "2024-10-01", "first_attended_contact_date": "2024-09-02"}
+    ]
+    assert "referral_received_date after first_attended_contact_date" in found.describe()
+    assert report.row_failures.value.tolist() == [
+        "referral_received_date=2024-10-01; first_attended_contact_date=2024-09-02"
+    ]
+
+
 @pytest.mark.parametrize("case", sorted(FAILURES))
 def test_each_kind_of_failure_fails_exactly_its_rule_on_its_rows(case: str) -> None:
     name, mutate, rule, rows = FAILURES[case]
@@ -190,15 +254,42 @@ def test_unexpected_and_missing_columns_fail_the_batch() -> None:
     assert "columns [batch]" in report.describe()
 
 
-def test_key_and_columns_are_batch_rules_and_value_rules_are_row_rules() -> None:
-    severities = {
+def _severities(name: str) -> dict[str, str]:
+    return {
         e["meta"]["rule"]: e["meta"]["severity"]
-        for e in validate.build_suite(contract("education_exclusions"))["expectations"]
+        for e in validate.build_suite(contract(name))["expectations"]
     }
-    assert severities["key:person_token,start_date,category"] == validate.BATCH
-    assert severities["columns"] == validate.BATCH
-    assert severities["codes:category"] == validate.ROW
-    assert severities["null_if:reinstatement_date"] == validate.ROW
+
+
+def test_file_level_rules_hold_the_batch_and_value_rules_quarantine_rows() -> None:
+    severities = _severities("education_exclusions")
+    assert set(severities.values()) <= set(validate.SEVERITIES)
+    for rule in ("columns", "volume:rows", "completeness:upn_token"):
+        assert severities[rule] == validate.BATCH
+    for rule in (
+        "key:person_token,start_date,category",
+        "codes:category",
+        "null_if:reinstatement_date",
+        "in_period:start_date",
+        "not_after_period_end:reinstatement_date",
+        "age_0_25:birth_ym",
+        "order:start_date<=reinstatement_date",
+    ):
+        assert severities[rule] == validate.ROW
+    assert _severities("care_cin")["completeness:nhs_token"] == validate.BATCH
+
+
+def test_duplicate_key_failure_says_so_and_quarantines_every_copy() -> None:
+    df = valid_frame(contract("education_exclusions"))
+    _duplicate_key(df)
+    report = validate.validate_frame(df, "education_exclusions", PERIOD)
+    key = failure(report, "key:person_token,start_date,category")
+    assert "duplicate record key (person_token, start_date, category)" in key.describe()
+    assert not report.held
+    assert sorted(report.row_failures.position) == [1, 3]
+    assert set(report.row_failures.value) == {
+        f"person_token={validate.REDACTED}; start_date={df.loc[1, 'start_date']}; category=SUSP"
+    }
 
 
 def test_token_values_never_appear_in_reports_or_gx_results(tmp_path: Path) -> None:
@@ -237,22 +328,36 @@ def test_validate_file_writes_report_and_gx_result_without_ids(tmp_path: Path) -
     assert [r["result"]["unexpected_index_list"] for r in failed] == [[3]]
 
 
-def test_raise_for_failures_names_file_rule_count_and_rows(tmp_path: Path) -> None:
+def _write(tmp_path: Path, spec: Contract, df: pd.DataFrame) -> Path:
+    path = tmp_path / f"{spec.name}.parquet"
+    pq.write_table(pa.Table.from_pandas(df, schema=spec.pseudonymised_schema()), path)
+    return path
+
+
+def test_raise_for_failures_ignores_row_and_warn_failures() -> None:
+    df = valid_frame(contract("education_census"))
+    _set(2, sen_provision="K", primary_need=None)(df)
+    row_only = validate.validate_frame(df, "education_census", PERIOD)
+    assert failed_rules(row_only) == {"required_if:primary_need"}
+    warned = replace(row_only, failed=[_census_plan_warning()])
+    validate.raise_for_failures([row_only, warned])
+
+
+def test_raise_for_failures_names_file_batch_rule_and_counts(tmp_path: Path) -> None:
     spec = contract("education_census")
     df = valid_frame(spec)
-    for row in (2, 4):
-        _set(row, sen_provision="K", primary_need=None)(df)
-    path = tmp_path / "education_census.parquet"
-    pq.write_table(pa.Table.from_pandas(df, schema=spec.pseudonymised_schema()), path)
-    bad = validate.validate_file(path, spec.name, PERIOD, tmp_path)
+    _set(2, sen_provision="K", primary_need=None)(df)
+    path = _write(tmp_path, spec, df)
+    bad = validate.validate_file(path, spec.name, PERIOD, tmp_path, previous_rows=20)
     good = validate.validate_frame(valid_frame(contract("care_lac")), "care_lac", PERIOD)
-    validate.raise_for_failures([good])
     with pytest.raises(validate.ValidationFailed) as raised:
         validate.raise_for_failures([good, bad])
     message = str(raised.value)
     assert str(path) in message
-    assert "required_if:primary_need [row]: 2 failing row(s), rows 2, 4" in message
-    assert "1 of 2 extract(s) failed" in message
+    assert "volume:rows [batch]" in message
+    assert f"{ROWS} (allowed 10 to 40)" in message
+    assert "required_if:primary_need" not in message
+    assert "1 of 2 extract(s) held" in message
     assert raised.value.reports == [bad]
 
 
@@ -264,8 +369,8 @@ def test_datetime64_dates_are_compared_with_the_period() -> None:
     df.loc[0, dates] = pd.Timestamp(PERIOD.end + timedelta(days=1))
     df.loc[1, "first_attended_contact_date"] = pd.NaT
     report = validate.validate_frame(df, spec.name, PERIOD)
-    assert failed_rules(report) == {"not_after_period_end:referral_received_date"}
-    assert failure(report, "not_after_period_end:referral_received_date").rows == [1]
+    assert failed_rules(report) == {f"not_after_period_end:{name}" for name in dates}
+    assert all(failure(report, f"not_after_period_end:{name}").rows == [1] for name in dates)
 
 
 def test_period_bounds_come_from_the_period_given() -> None:
@@ -299,6 +404,13 @@ def test_suite_rules_are_unique_and_cover_every_contract_rule(name: str) -> None
         assert (f"codes:{col.name}" in rules) == bool(col.codes)
         assert (f"token:{col.name}" in rules) == col.token
     assert "key:" + ",".join(spec.key) in rules
+    assert {"columns", "volume:rows", "age_0_25:birth_ym"} <= set(rules)
+    for col in spec.pseudonymised_columns:
+        if col.type == "date":
+            bounds = {f"not_after_period_end:{col.name}", f"in_period:{col.name}"}
+            assert len(bounds & set(rules)) == 1, col.name
+    completeness = {r for r in rules if r.startswith("completeness:")}
+    assert completeness == {f"completeness:{c}" for c in validate.identifier_completeness(spec)}
     row_rules = [r for r in rules if r.split(":")[0] in ("required_if", "null_if", "sum_not_above")]
     assert len(row_rules) == len(spec.row_rules)
 
@@ -326,6 +438,133 @@ def test_period_parameters_are_the_first_and_last_day() -> None:
         "period_start": date(2024, 9, 1).isoformat(),
         "period_end": date(2025, 8, 31).isoformat(),
     }
+
+
+def test_birth_months_span_everyone_aged_0_to_25_during_the_period() -> None:
+    months = validate.birth_months(PERIOD)
+    assert months[0] == "1998-09"  # 25 on 1 September 2024 when born after 1 September 1998
+    assert months[-1] == "2025-08"
+    assert len(months) == len(set(months)) == 27 * 12
+    df = valid_frame(contract("health_referrals"))
+    _set(1, birth_ym="1998-09")(df)
+    _set(2, birth_ym="2025-08")(df)
+    assert validate.validate_frame(df, "health_referrals", PERIOD).success
+
+
+def test_volume_bounds_are_half_to_double_the_previous_delivery() -> None:
+    assert validate.volume_parameters(7) == {"min_rows": 4, "max_rows": 14}
+    assert validate.volume_parameters(None) == {"min_rows": 0, "max_rows": None}
+    spec = contract("health_referrals")
+    for previous, held in ((None, False), (ROWS, False), (2 * ROWS, False), (11, True), (2, True)):
+        report = validate.validate_frame(valid_frame(spec), spec.name, PERIOD, previous)
+        assert report.held == held, previous
+        assert failed_rules(report) == ({"volume:rows"} if held else set())
+    volume = failure(
+        validate.validate_frame(valid_frame(spec), spec.name, PERIOD, 2), "volume:rows"
+    )
+    assert volume.severity == validate.BATCH
+    assert volume.values == [f"{ROWS} (allowed 1 to 4)"]
+
+
+def test_a_broken_export_without_identifier_tokens_holds_the_batch() -> None:
+    spec = contract("care_cin")
+    df = valid_frame(spec, validate.COMPLETENESS_MIN_ROWS)
+    df.loc[: validate.COMPLETENESS_MIN_ROWS * 7 // 10 - 1, "nhs_token"] = None
+    report = validate.validate_frame(df, spec.name, PERIOD)
+    assert failed_rules(report) == {"completeness:nhs_token"}
+    found = failure(report, "completeness:nhs_token")
+    assert found.severity == validate.BATCH and report.held
+    assert found.values == ["30.0% present, at least 40% required"]
+    assert report.row_failures.empty
+
+
+def test_every_identifier_token_of_a_contract_has_a_completeness_threshold() -> None:
+    for spec in contracts().values():
+        tokens = {
+            c.name for c in spec.pseudonymised_columns if c.name in ("nhs_token", "upn_token")
+        }
+        assert set(validate.identifier_completeness(spec)) == tokens, spec.name
+
+
+def _census_plan_warning() -> validate.FailedExpectation:
+    census = valid_frame(contract("education_census"))
+    census.loc[0, "sen_provision"] = "E"
+    return validate.cross_extract_failures(
+        {
+            "education_census": census,
+            "education_sen2": valid_frame(contract("education_sen2")).iloc[1:],
+        }
+    )[0]
+
+
+def test_census_ehc_pupils_without_a_plan_record_are_a_warning() -> None:
+    census = valid_frame(contract("education_census"))
+    sen2 = valid_frame(contract("education_sen2"))  # row i has census row i's person_token
+    census.loc[[1, 2, 3, 4], "sen_provision"] = "E"
+    census.loc[4, "person_token"] = None  # quarantined by required:person_token, not warned
+    sen2.loc[1, "assessment_outcome"] = None  # a plan start date alone is a plan record
+    sen2.loc[3, ["assessment_outcome", "plan_start_date"]] = ["N", None]
+    found = validate.cross_extract_failures({"education_census": census, "education_sen2": sen2})
+    assert [(f.rule, f.severity, f.rows, f.unexpected_count) for f in found] == [
+        ("cross:census_E_has_plan", validate.WARN, [4], 1)
+    ]
+    assert not found[0].holds_batch
+    assert validate.cross_extract_failures({"education_census": census}) == []
+    assert _census_plan_warning().rows == [1]
+
+
+def test_row_failures_list_every_failing_row_once_per_rule() -> None:
+    spec = contract("health_referrals")
+    df = valid_frame(spec, 30)
+    df.loc[:24, "service"] = "XRAY"
+    df.loc[0, "la_code"] = "W06000001"
+    df.loc[29, "person_token"] = "not a token"
+    df.loc[29, "contacts_dna"] = 2000
+    report = validate.validate_frame(df, spec.name, PERIOD)
+    service = failure(report, "codes:service")
+    assert service.unexpected_count == 25 and len(service.rows) == validate.SAMPLE_ROWS
+    failures = report.row_failures
+    assert list(failures.columns) == ["position", "rule", "severity", "column", "value"]
+    by_rule = failures.groupby("rule").position.apply(sorted).to_dict()
+    assert by_rule == {
+        "codes:service": list(range(25)),
+        "pattern:la_code": [0],
+        "token:person_token": [29],
+        "range:contacts_dna": [29],
+    }
+    assert set(failures.severity) == {validate.ROW}
+    shown = failures.set_index("rule")
+    assert shown.loc["pattern:la_code", "value"] == "W06000001"
+    assert shown.loc["token:person_token", "value"] == validate.REDACTED
+    assert shown.loc["range:contacts_dna", "value"] == "2000"
+    assert shown.loc["range:contacts_dna", "column"] == "contacts_dna"
+
+
+def test_data_docs_are_built_from_redacted_results_only(tmp_path: Path) -> None:
+    committed = {p.name: p.read_bytes() for p in Settings().expectations_dir.glob("*.json")}
+    spec = contract("education_exclusions")
+    df = valid_frame(spec)
+    _duplicate_key(df)
+    df.loc[0, "surname_token"] = "Z" * 64
+    df.loc[4, "reason"] = "<script>alert(1)</script>"
+    docs = tmp_path / "gx"
+    validate.validate_file(_write(tmp_path, spec, df), spec.name, PERIOD, tmp_path, docs_dir=docs)
+    validate.validate_frame(
+        valid_frame(contract("care_lac")), "care_lac", PERIOD, docs_dir=docs, docs_label="lac"
+    )
+    index = validate.build_data_docs(docs)
+    assert index == validate.data_docs_index(docs)
+    assert index.name == "index.html" and index.is_file()
+    pages = list(index.parent.glob("validations/**/*.html"))
+    assert {p.parts[len(index.parent.parts) + 1] for p in pages} == {spec.name, "care_lac"}
+    stored = [p for p in docs.rglob("*") if p.is_file() and p.suffix in (".html", ".json")]
+    text = "".join(p.read_text(encoding="utf-8") for p in stored)
+    assert "key:person_token,start_date,category" in text
+    assert "&lt;redacted&gt;" in text  # failing token values are shown, redacted
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text  # delivered values are escaped
+    for secret in ("Z" * 64, df.loc[1, "person_token"], df.loc[2, "forename_bloom"], "alert(1)<"):
+        assert secret not in text
+    assert {p.name: p.read_bytes() for p in Settings().expectations_dir.glob("*.json")} == committed
 
 
 def test_importing_validate_does_not_import_great_expectations() -> None:
