@@ -34,8 +34,8 @@ def build_ingest_dag(agency: str) -> DAG:
             return pipeline.period_of_run(context)
 
         @task
-        def ingest(run_period: str) -> list[dict]:
-            return pipeline.ingest_step(agency, run_period)
+        def ingest(run_period: str, **context) -> list[dict]:
+            return pipeline.ingest_step(agency, run_period, run_id=f"airflow:{context['run_id']}")
 
         @task
         def validate(deliveries: list[dict]) -> list[dict]:

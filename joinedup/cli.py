@@ -16,12 +16,18 @@ DEFAULT_PERIOD = "2024-25"
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a sub-command; known failures print one clear line and exit 2."""
     from joinedup.ingest import ContractError
-    from joinedup.pipeline import PeriodError
+    from joinedup.pipeline import DeliveryProblem, PeriodError
 
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args, Settings.from_env()) or 0
-    except (MissingKeyError, ContractError, PeriodError, FileNotFoundError) as error:
+    except (
+        MissingKeyError,
+        ContractError,
+        PeriodError,
+        DeliveryProblem,
+        FileNotFoundError,
+    ) as error:
         print(f"joinedup {args.command}: {error}", file=sys.stderr)
         return 2
 
@@ -52,6 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = command("ingest", run_ingest, "Ingest and validate what an agency landed.")
     ingest.add_argument("--agency", required=True, choices=AGENCIES)
     ingest.add_argument("--period", required=True)
+
+    check = command(
+        "validate",
+        run_validate,
+        "Check an extract before sending it: the same rules as ingest, and a readable summary.",
+    )
+    check.add_argument("file", type=Path, help="pseudonymised extract (Parquet or CSV)")
+    check.add_argument("--agency", required=True, choices=AGENCIES)
+    check.add_argument("--period", required=True)
+    check.add_argument("--extract", help="contract name (default: the file name)")
+
+    quarantine = command(
+        "quarantine", run_quarantine, "Export an agency's quarantined rows for a period to CSV."
+    )
+    quarantine.add_argument("--agency", required=True, choices=AGENCIES)
+    quarantine.add_argument("--period", required=True)
+    quarantine.add_argument("--out", type=Path, required=True, help="CSV file to write")
 
     for name, handler, text in (
         ("link", run_link, "Link every current delivery into the child spine."),
@@ -89,8 +112,8 @@ def run_synth(args: argparse.Namespace, settings: Settings) -> int:
 def run_pseudonymise(args: argparse.Namespace, settings: Settings) -> int:
     from joinedup.pseudonymise import pseudonymise_file
 
-    rows = pseudonymise_file(args.source, args.target, args.extract, load_key())
-    print(f"{args.target}: {rows} rows pseudonymised")
+    report = pseudonymise_file(args.source, args.target, args.extract, load_key())
+    print(f"{args.target}: {report}")
     return 0
 
 
@@ -99,6 +122,55 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     deliveries = ingest_step(args.agency, args.period, settings)
     print(json.dumps(validate_step(deliveries, settings), indent=2))
+    return 0
+
+
+def run_validate(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 when every row would be accepted, 1 when rows would be quarantined, 2 when the
+    file would be rejected or held."""
+    from joinedup.pipeline import check_extract
+
+    delivery, quarantine = check_extract(args.file, args.agency, args.period, args.extract)
+    print(describe_check(delivery, quarantine))
+    if delivery.status in ("rejected", "held"):
+        return 2
+    return 1 if delivery.rows_quarantined else 0
+
+
+def describe_check(delivery, quarantine) -> str:
+    """A readable summary of a checked file: the counts, then each rule with its rows."""
+    head = f"{delivery.source_path} ({delivery.extract}, {delivery.period}): "
+    if delivery.status == "rejected":
+        return head + f"REJECTED\n  {delivery.reason}"
+    lines = [
+        head + f"{delivery.rows_received} rows received: {delivery.rows_accepted} accepted, "
+        f"{delivery.rows_quarantined} quarantined"
+    ]
+    for rule, group in quarantine.groupby("rule", sort=True):
+        rows = sorted(set(group.row))
+        shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if len(rows) > 10 else "")
+        values = ", ".join(repr(v) for v in list(dict.fromkeys(group.value.dropna()))[:3])
+        lines.append(
+            f"  {rule:<40} {len(rows):>6} row(s): {shown}" + (f"  [{values}]" if values else "")
+        )
+    for failure in delivery.failures:
+        if failure["severity"] != "row":
+            lines.append(f"  {failure['severity']}: {failure['detail']}")
+    verdict = {
+        "held": "HELD: the period would not be published until this is corrected",
+        "accepted": "ready to send"
+        if not delivery.rows_quarantined
+        else "can be sent; the quarantined rows will be returned to you",
+    }[delivery.status]
+    lines.append(f"Result: {verdict}")
+    return "\n".join(lines)
+
+
+def run_quarantine(args: argparse.Namespace, settings: Settings) -> int:
+    from joinedup.pipeline import export_quarantine
+
+    rows = export_quarantine(args.agency, args.period, args.out, settings)
+    print(f"{args.out}: {rows} quarantined rows")
     return 0
 
 

@@ -51,10 +51,11 @@ def ensure_demo_key(settings: Settings) -> bytes:
 def prepare_landing(settings: Settings, period: str, seed: int, scale: float, key: bytes) -> int:
     """Generate the synthetic areas and pseudonymise every extract into the landing zone."""
     from joinedup.pseudonymise import pseudonymise_tree
-    from joinedup.synth import generate
+    from joinedup.synth import LANDING_FORMATS, generate
 
     generate(settings, period=period, seed=seed, scale=scale)
-    return len(pseudonymise_tree(settings.raw_dir, settings.landing_dir, key))
+    landed = pseudonymise_tree(settings.raw_dir, settings.landing_dir, key, LANDING_FORMATS)
+    return len(landed)
 
 
 def migrate_airflow_db() -> None:

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from joinedup import __version__
 from joinedup.contracts import Period, code_lists, contract, contracts
+from joinedup.ingest import QUARANTINE_SCHEMA
 from joinedup.settings import Settings
 
 CATALOGUE_FILE = "catalogue.json"
@@ -47,6 +48,11 @@ PUBLISHED_TABLES: frozenset[str] = frozenset(
         "fct_cin_episodes",
         "fct_lac_episodes",
         "fct_service_contact",
+        "dq_deliveries",
+        "dq_summary",
+        "dq_rule_failures",
+        "dq_identifier_completeness",
+        "quarantine",
         "link_pairs",
         "metric_values",
         "published_metrics",
@@ -125,6 +131,32 @@ METRIC_BENCHMARKS_SCHEMA = pa.schema(
         ("year", pa.string()),
     ]
 )
+DQ_DELIVERIES_SCHEMA = pa.schema(
+    [
+        ("delivery_id", pa.string()),
+        ("agency", pa.string()),
+        ("period", pa.string()),
+        ("la_code", pa.string()),
+        ("extract", pa.string()),
+        ("file", pa.string()),
+        ("received_at", pa.string()),
+        ("ingested_by", pa.string()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("rows_received", pa.int64()),
+        ("rows_accepted", pa.int64()),
+        ("rows_quarantined", pa.int64()),
+        ("is_current", pa.bool_()),
+    ]
+)
+VALIDATION_FAILURES_SCHEMA = pa.schema(
+    [
+        ("delivery_id", pa.string()),
+        ("rule", pa.string()),
+        ("severity", pa.string()),
+        ("rows", pa.int64()),
+    ]
+)
 MANIFEST_SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),
@@ -158,8 +190,13 @@ def build_warehouse(
     run_id: str,
     linkage_quality: list[dict] | pd.DataFrame | None = None,
     settings: Settings | None = None,
+    delivery_records: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, int]:
     """Build a new warehouse file at db_path and return its row count per table.
+
+    delivery_records are the store's records of every delivery (history included, as
+    joinedup.ingest writes them); those whose delivery_id is among the sources are current,
+    and their quarantined rows make the `quarantine` table.
 
     db_path must not exist. On any failure the partial file is removed and the error re-raised,
     so a failed build never leaves anything a publisher could pick up.
@@ -174,6 +211,7 @@ def build_warehouse(
         with duckdb.connect(str(db_path)) as con:
             load_reference_tables(con, sources, linkage_quality, settings.transforms_dir)
             load_sources(con, sources, spine, links)
+            load_data_quality(con, sources, delivery_records)
             run_transforms(con, settings.transforms_dir)
             write_manifest(con, run_id, source_periods(sources))
             counts = table_row_counts(con)
@@ -229,6 +267,44 @@ def load_reference_tables(
     if isinstance(linkage_quality, pd.DataFrame):
         linkage_quality = linkage_quality.to_dict("records")
     load_table(con, "linkage_quality", list(linkage_quality or []), LINKAGE_QUALITY_SCHEMA)
+
+
+def load_data_quality(
+    con: duckdb.DuckDBPyConnection,
+    sources: Mapping[str, Sequence[SourceFile]],
+    delivery_records: Sequence[Mapping[str, Any]],
+) -> None:
+    """Every delivery's status and row accounting, its validation failures (TEMP, summarised
+    by 60_data_quality.sql) and the quarantined rows of the current deliveries."""
+    current = {f.delivery_id for files in sources.values() for f in files}
+    rows, failures, quarantine_files = [], [], []
+    for record in delivery_records:
+        delivery_id = record["sha256"][:16]
+        rows.append(
+            {
+                **{name: record.get(name) for name in DQ_DELIVERIES_SCHEMA.names},
+                "delivery_id": delivery_id,
+                "file": Path(record["source_path"]).name,
+                "is_current": delivery_id in current,
+            }
+        )
+        failures += [
+            {"delivery_id": delivery_id, **{k: f.get(k) for k in ("rule", "severity", "rows")}}
+            for f in record.get("failures", [])
+            if f.get("severity") != "row"
+        ]
+        if delivery_id in current and record.get("quarantine_path"):
+            quarantine_files.append(record["quarantine_path"])
+    load_table(con, "dq_deliveries", rows, DQ_DELIVERIES_SCHEMA)
+    load_arrow(
+        con,
+        "src_validation_failures",
+        pa.Table.from_pylist(failures, VALIDATION_FAILURES_SCHEMA),
+        temp=True,
+    )
+    load_arrow(con, "quarantine", QUARANTINE_SCHEMA.empty_table())
+    for path in quarantine_files:
+        con.execute("INSERT INTO quarantine BY NAME SELECT * FROM read_parquet(?)", [path])
 
 
 def period_rows(periods: Iterable[str]) -> list[dict[str, Any]]:

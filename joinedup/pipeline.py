@@ -8,16 +8,36 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from joinedup.contracts import Period
-from joinedup.ingest import Delivery, current_deliveries, ingest_agency
+from joinedup.contracts import Period, contract
+from joinedup.ingest import (
+    ACCEPTED,
+    HELD,
+    INGESTED,
+    QUARANTINE_SCHEMA,
+    REJECTED,
+    ROW,
+    ContractError,
+    Delivery,
+    LandedFile,
+    all_deliveries,
+    apply_validation,
+    current_deliveries,
+    ingest_agency,
+    ingest_file,
+    previous_delivery,
+    save_delivery,
+)
 from joinedup.settings import AGENCIES, Settings
 
 STAGED_ASSET_PREFIX = "joinedup_staged_"
@@ -26,6 +46,10 @@ WAREHOUSE_ASSET = "joinedup_warehouse"
 
 class PeriodError(ValueError):
     """The reporting period of a run could not be determined."""
+
+
+class DeliveryProblem(RuntimeError):
+    """A delivery of the period was rejected or held, so the period cannot be published."""
 
 
 def resolve_period(conf: Mapping | None, asset_event_extras: Iterable[Mapping] = ()) -> str:
@@ -48,28 +72,133 @@ def period_of_run(context: Mapping) -> str:
     return resolve_period(context["dag_run"].conf or context["params"], extras)
 
 
-def ingest_step(agency: str, period: str, settings: Settings | None = None) -> list[dict]:
-    """Ingest everything an agency landed for the period; returns the deliveries."""
+def ingest_step(
+    agency: str, period: str, settings: Settings | None = None, run_id: str | None = None
+) -> list[dict]:
+    """Ingest everything an agency landed for the period; returns the delivery records."""
     settings = settings or Settings.from_env()
-    return [asdict(d) for d in ingest_agency(settings, agency, period)]
+    return [asdict(d) for d in ingest_agency(settings, agency, period, run_id)]
 
 
 def validate_step(deliveries: list[dict], settings: Settings | None = None) -> list[dict]:
-    """Validate each delivery with its Great Expectations suite; raise if any fails."""
-    from joinedup.validate import raise_for_failures, validate_file
+    """Validate each newly ingested delivery with its suite: quarantine failing rows, hold the
+    delivery on a batch failure, record warnings, and update the Data Docs. Raises
+    DeliveryProblem naming every rejected or held file."""
+    from joinedup.validate import build_data_docs, validate_frame
 
     settings = settings or Settings.from_env()
-    reports = []
-    for item in deliveries:
-        delivery = Delivery(**item)
-        results_dir = _validation_dir(settings, delivery)
-        reports.append(
-            validate_file(
-                Path(delivery.stored_path), delivery.extract, Period(delivery.period), results_dir
+    done = []
+    for delivery in (Delivery(**item) for item in deliveries):
+        if delivery.status == INGESTED:
+            typed = pq.read_table(delivery.typed_path).drop_columns([ROW]).to_pandas()
+            previous = previous_delivery(settings.store_dir, delivery)
+            report = validate_frame(
+                typed,
+                delivery.extract,
+                Period(delivery.period),
+                previous_rows=previous.rows_received if previous else None,
+                docs_dir=data_docs_dir(settings, delivery.agency),
+                docs_label=f"{delivery.la_code}_{delivery.delivery_id}",
             )
+            delivery = apply_validation(delivery, report)
+        done.append(delivery)
+    done = record_cross_extract_warnings(done)
+    for agency in sorted({d.agency for d in done if d.status != REJECTED}):
+        build_data_docs(data_docs_dir(settings, agency))
+    raise_for_problems(done)
+    return [_summary(d) for d in done]
+
+
+def data_docs_dir(settings: Settings, agency: str) -> Path:
+    """The Great Expectations Data Docs of an agency's validations, every run kept (one context
+    per agency, so the agencies' DAGs never write the same one at once)."""
+    return settings.work_dir / "data_docs" / agency
+
+
+def record_cross_extract_warnings(deliveries: list[Delivery]) -> list[Delivery]:
+    """Add the warn-level checks across one area's extracts (e.g. census E has a plan record)
+    to the failures of the area's census delivery, with delivered row numbers."""
+    from joinedup.validate import cross_extract_failures
+
+    by_area: dict[tuple[str, str], dict[str, Delivery]] = defaultdict(dict)
+    for d in deliveries:
+        if d.status in (ACCEPTED, HELD):
+            by_area[(d.period, d.la_code)][d.extract] = d
+    updated = {}
+    for extracts in by_area.values():
+        typed = {name: pq.read_table(d.typed_path) for name, d in extracts.items()}
+        frames = {name: t.drop_columns([ROW]).to_pandas() for name, t in typed.items()}
+        for failure in cross_extract_failures(frames):
+            census = extracts["education_census"]
+            rows = typed["education_census"].column(ROW).to_numpy()
+            delivered = [int(rows[r - 1]) for r in failure.rows]
+            warning = {
+                "rule": failure.rule,
+                "severity": failure.severity,
+                "rows": failure.unexpected_count,
+                "detail": f"{failure.rule}: {failure.unexpected_count} census row(s), "
+                f"first rows {delivered}",
+            }
+            if warning["rule"] not in {f["rule"] for f in census.failures}:
+                census = replace(census, failures=[*census.failures, warning])
+                save_delivery(census)
+                updated[census.sha256] = census
+    return [updated.get(d.sha256, d) for d in deliveries]
+
+
+def raise_for_problems(deliveries: Iterable[Delivery]) -> None:
+    """Raise one error listing every rejected or held delivery with its reason."""
+    problems = [d for d in deliveries if d.status in (REJECTED, HELD)]
+    if problems:
+        lines = [f"{d.status}: {d.reason}" for d in problems]
+        raise DeliveryProblem(
+            f"{len(problems)} delivery(ies) cannot be published; the last published "
+            "warehouse stays as it was:\n" + "\n".join(lines)
         )
-    raise_for_failures(reports)
-    return [{"extract": r.extract, "success": r.success, "evaluated": r.evaluated} for r in reports]
+
+
+def check_extract(
+    path: Path, agency: str, period: str, extract: str | None = None
+) -> tuple[Delivery, pd.DataFrame]:
+    """What ingest and validation would make of one file, without touching the store: the
+    check an agency runs before sending. Returns the delivery record and its quarantine."""
+    from joinedup.validate import validate_frame
+
+    spec = contract(extract or path.stem)
+    if spec.agency != agency:
+        raise ContractError(f"{path}: extract {spec.name} is delivered by {spec.agency}")
+    with tempfile.TemporaryDirectory(prefix="joinedup-check-") as scratch:
+        landed = LandedFile(agency, period, "check", spec.name, path)
+        delivery = ingest_file(landed, Path(scratch), ingested_by="joinedup validate")
+        if delivery.status == INGESTED:
+            typed = pq.read_table(delivery.typed_path).drop_columns([ROW]).to_pandas()
+            report = validate_frame(typed, spec.name, Period(period))
+            delivery = apply_validation(delivery, report)
+        quarantine = (
+            pq.read_table(delivery.quarantine_path).to_pandas()
+            if delivery.quarantine_path
+            else QUARANTINE_SCHEMA.empty_table().to_pandas()
+        )
+    return delivery, quarantine
+
+
+def export_quarantine(
+    agency: str, period: str, target: Path, settings: Settings | None = None
+) -> int:
+    """Write the quarantined rows of an agency's current deliveries for a period to CSV, to send
+    back to the agency; returns the number of rows written."""
+    settings = settings or Settings.from_env()
+    paths = [
+        d.quarantine_path
+        for d in current_deliveries(settings.store_dir, period)
+        if d.agency == agency and d.quarantine_path
+    ]
+    table = pa.concat_tables(
+        [QUARANTINE_SCHEMA.empty_table(), *(pq.read_table(p) for p in paths)]
+    ).sort_by([("extract", "ascending"), ("la_code", "ascending"), ("row", "ascending")])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pacsv.write_csv(table, target)
+    return table.num_rows
 
 
 def link_step(period: str, settings: Settings | None = None) -> dict:
@@ -97,7 +226,9 @@ def build_step(period: str, run_id: str, settings: Settings | None = None) -> di
     settings = settings or Settings.from_env()
     link_dir = settings.work_dir / period / "link"
     sources: dict[str, list[SourceFile]] = defaultdict(list)
-    for d in current_deliveries(settings.store_dir):
+    current = current_deliveries(settings.store_dir)
+    raise_for_problems(current)
+    for d in current:
         sources[d.extract].append(
             SourceFile(Path(d.stored_path), d.period, d.la_code, d.delivery_id)
         )
@@ -112,6 +243,7 @@ def build_step(period: str, run_id: str, settings: Settings | None = None) -> di
         run_id=run_id,
         linkage_quality=json.loads((link_dir / "linkage_quality.json").read_text()),
         settings=settings,
+        delivery_records=[asdict(d) for d in all_deliveries(settings.store_dir)],
     )
     return {"build_path": str(build_path), "row_counts": counts}
 
@@ -178,19 +310,15 @@ def _delivered_records(deliveries: Iterable[Delivery]) -> pd.DataFrame:
 
 
 def _require_all_agencies(deliveries: list[Delivery], period: str) -> list[Delivery]:
+    """The deliveries, once every agency has one for the period and none of them is held."""
     present = {d.agency for d in deliveries if d.period == period}
     missing = [a for a in AGENCIES if a not in present]
     if missing:
         raise PeriodError(f"period {period}: no ingested delivery from {', '.join(missing)}")
+    raise_for_problems(deliveries)
     return deliveries
 
 
-def _validation_dir(settings: Settings, delivery: Delivery) -> Path:
-    return (
-        settings.work_dir
-        / delivery.period
-        / "validation"
-        / delivery.agency
-        / delivery.la_code
-        / delivery.delivery_id
-    )
+def _summary(delivery: Delivery) -> dict:
+    keys = ("extract", "la_code", "status", "rows_received", "rows_accepted", "rows_quarantined")
+    return {key: getattr(delivery, key) for key in keys}

@@ -8,6 +8,7 @@ counts disclosure-controlled) and `manifest`; never the restricted `metric_value
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,7 @@ def render_reports(
         published = read_published(con, period)
         benchmarks = read_benchmarks(con)
         linkage = read_linkage_quality(con, period)
+        quality = read_data_quality(con, period)
         manifest = rows(con, "SELECT run_id, built_at FROM manifest")[0]
     if not published:
         raise ValueError(f"{warehouse_path} has no published metrics for period {period}")
@@ -92,6 +94,8 @@ def render_reports(
             period=period,
             sections=metric_sections(catalogue, published, benchmarks, la_code),
             linkage=[row for row in linkage if row["la_code"] == la_code],
+            quality=[row for row in quality if row["la_code"] == la_code],
+            data_docs=data_docs_links(settings, target_dir),
             manifest=manifest,
             synthetic_data=synthetic_data,
         )
@@ -140,6 +144,26 @@ def read_linkage_quality(con: duckdb.DuckDBPyConnection, period: str) -> list[di
         "ORDER BY la_code, agency_pair",
         [period],
     )
+
+
+def read_data_quality(con: duckdb.DuckDBPyConnection, period: str) -> list[dict]:
+    """Rows received, accepted and quarantined per agency and area in the period."""
+    return rows(
+        con,
+        "SELECT * FROM dq_summary WHERE period = ? ORDER BY la_code, agency",
+        [period],
+    )
+
+
+def data_docs_links(settings: Settings, report_dir: Path) -> dict[str, str]:
+    """Each agency's Great Expectations Data Docs index, relative to the report."""
+    root = settings.work_dir / "data_docs"
+    found = sorted(root.glob("*/**/index.html")) if root.exists() else []
+    links: dict[str, str] = {}
+    for index in found:
+        agency = index.relative_to(root).parts[0]
+        links.setdefault(agency, os.path.relpath(index, report_dir))
+    return links
 
 
 def cohort_label(cohort_value: str) -> str:

@@ -4,11 +4,13 @@ then the published warehouse checked against the ground truth."""
 from __future__ import annotations
 
 import os
+import re
 
 import duckdb
 import pandas as pd
 import pytest
 
+from joinedup.contracts import contract
 from joinedup.demo import migrate_airflow_db, prepare_landing, run_dags
 from joinedup.settings import Settings, load_key
 from tests import groundtruth as gt
@@ -161,8 +163,11 @@ def test_referral_wait_medians_equal_the_ground_truth(metrics, run, misassigned)
 def test_no_direct_identifier_in_the_landing_zone_or_the_warehouse(run):
     settings, _, truth = run
     identifiers = gt.direct_identifiers(truth)
-    for path in sorted(settings.landing_dir.rglob("*.parquet")):
-        assert gt.find_leaks(pd.read_parquet(path), identifiers) == [], path
+    landed = [p for p in settings.landing_dir.rglob("*") if p.suffix in (".parquet", ".csv")]
+    for path in sorted(landed):
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str)
+        dates = [c.name for c in contract(path.stem).payload if c.type == "date"]
+        assert gt.find_leaks(frame, identifiers, dates) == [], path
     for table in query(settings, "SHOW TABLES").name:
         frame = query(settings, f'SELECT * FROM "{table}"')
         assert gt.find_leaks(frame, identifiers) == [], table
@@ -209,3 +214,92 @@ def test_rerunning_the_period_is_idempotent(run, metrics):
         metrics.sort_values(keys).reset_index(drop=True),
         again.sort_values(keys).reset_index(drop=True),
     )
+
+
+FACT_TABLES = (
+    "fct_attendance",
+    "fct_exclusions",
+    "fct_ehc_requests",
+    "fct_health_referrals",
+    "fct_cin_episodes",
+    "fct_lac_episodes",
+)
+
+
+def test_every_delivered_row_is_published_or_quarantined(run):
+    """Row accounting end to end: for each current delivery, rows received = rows in the
+    warehouse's fact tables + rows in its quarantine table."""
+    settings, _, _ = run
+    facts = " UNION ALL ".join(f"SELECT delivery_id FROM {t}" for t in FACT_TABLES)
+    accounting = query(
+        settings,
+        f"""
+        SELECT d.delivery_id, d.file, d.rows_received, d.rows_accepted, d.rows_quarantined,
+               coalesce(f.n, 0) AS published, coalesce(q.n, 0) AS quarantined
+        FROM dq_deliveries AS d
+        LEFT JOIN (SELECT delivery_id, count(*) AS n FROM ({facts}) GROUP BY ALL) AS f
+            USING (delivery_id)
+        LEFT JOIN (SELECT delivery_id, count(DISTINCT row) AS n FROM quarantine GROUP BY ALL)
+            AS q USING (delivery_id)
+        WHERE d.is_current
+        """,
+    )
+    landed = [p for p in settings.landing_dir.rglob("*") if p.suffix in (".parquet", ".csv")]
+    assert len(accounting) == len(landed)
+    for row in accounting.itertuples():
+        assert row.published + row.quarantined == row.rows_received, row
+        assert (row.published, row.quarantined) == (row.rows_accepted, row.rows_quarantined)
+    assert accounting.quarantined.sum() > 0
+
+
+def test_every_injected_bad_row_is_quarantined_and_no_good_row_is(run):
+    settings, _, _ = run
+    bad = pd.read_parquet(settings.truth_dir / PERIOD / "bad_rows.parquet")
+    bad = bad[bad.landed_row.notna()]
+    quarantined = query(settings, "SELECT DISTINCT la_code, extract, row FROM quarantine")
+    expected = {(r.la_code, r.extract, int(r.landed_row)) for r in bad.itertuples()}
+    found = set(quarantined.itertuples(index=False, name=None))
+    assert expected, "the synthetic areas must hold bad rows"
+    assert found == expected
+
+
+def test_data_quality_tables_are_published_per_agency_period_and_area(run):
+    settings, _, truth = run
+    summary = query(settings, "SELECT * FROM dq_summary")
+    assert set(summary.agency) == {"education", "health", "care"}
+    assert set(summary.la_code) == set(truth.records.la_code)
+    assert (summary.rows_received == summary.rows_accepted + summary.rows_quarantined).all()
+    failures = query(
+        settings,
+        "SELECT delivery_id, rule, failing_rows FROM dq_rule_failures "
+        "WHERE severity IN ('row', 'ingest')",
+    )
+    quarantined = query(
+        settings,
+        "SELECT delivery_id, rule, count(DISTINCT row) AS failing_rows "
+        "FROM quarantine GROUP BY ALL",
+    )
+    keys = ["delivery_id", "rule"]
+    assert len(failures) > 0
+    pd.testing.assert_frame_equal(
+        failures.sort_values(keys).reset_index(drop=True),
+        quarantined.sort_values(keys).reset_index(drop=True),
+        check_dtype=False,
+    )
+    completeness = query(settings, "SELECT * FROM dq_identifier_completeness")
+    health = completeness[(completeness.agency == "health")]
+    assert (health.identifier == "nhs_number").all()
+    assert (health.valid + health.invalid + health.missing == health.person_records).all()
+    assert health.valid_percent.between(90, 100).all()
+
+
+def test_data_docs_are_written_and_linked_from_every_report(run):
+    settings, _, truth = run
+    for agency in ("education", "health", "care"):
+        index = next((settings.work_dir / "data_docs" / agency).rglob("index.html"))
+        assert "<html" in index.read_text(encoding="utf-8").lower()
+    for la_code in set(truth.records.la_code):
+        report = settings.reports_dir / PERIOD / f"{la_code}.html"
+        links = re.findall(r'href="([^"]*index\.html)"', report.read_text(encoding="utf-8"))
+        assert len(links) == 3
+        assert all((report.parent / link).resolve().exists() for link in links)
