@@ -33,6 +33,8 @@ def test_each_bad_input_ends_as_expected_and_loses_no_row(case):
         assert re.search(case["reason"], delivery.reason), delivery.reason
         return
     assert delivery.status == case["status"], delivery.reason
+    if "reason" in case:
+        assert re.search(case["reason"], delivery.reason), delivery.reason
     assert delivery.rows_received == case["rows_received"]
     found = sorted(
         [int(row), rule] for row, rule in zip(quarantine.row, quarantine.rule, strict=True)

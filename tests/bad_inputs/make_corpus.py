@@ -127,6 +127,7 @@ BASES: dict[str, Callable[[], list[dict]]] = {
 }
 AGENCY = {"health_referrals": "health", "education_census": "education"}
 AGENCY["education_exclusions"] = "education"
+AGENCY["education_sen2"] = "education"
 
 
 def columns(extract: str) -> list[str]:
@@ -404,6 +405,55 @@ def write_corpus() -> None:
         hr,
         to_csv(edited(hr, 2, service="SALT", contacts_attended="lots"), h_names),
         quarantined(6, (2, "type:contacts_attended")),
+    )
+
+    case(
+        "born_before_the_age_range",
+        hr,
+        to_csv(edited(hr, 4, birth_ym="1990-05"), h_names),
+        quarantined(6, (4, "age_0_25:birth_ym")),
+    )
+    many = [
+        row | {"first_attended_contact_date": None, "discharge_date": None, "service": service}
+        for service in ("SLT", "OT", "PHYSIO", "PAEDS", "CAMHS", "SLT")
+        for row in referral_rows()
+    ]
+    for i, row in enumerate(many):
+        row["referral_received_date"] = f"2024-{9 + i // 28:02d}-{1 + i % 28:02d}"
+        if i % 3:
+            row.update(nhs_token=None, nhs_status="missing")
+    case(
+        "nhs_numbers_mostly_missing",
+        hr,
+        to_csv(many, h_names),
+        {
+            "status": "held",
+            "rows_received": len(many),
+            "quarantined": [],
+            "reason": "completeness:nhs_token",
+        },
+    )
+    sen2 = {
+        "la_code": LA,
+        "received_date": "2024-01-10",
+        "request_source": "PAR",
+        "request_outcome": "A",
+        "request_outcome_date": "2024-03-01",
+        "assessment_outcome": "I",
+        "assessment_outcome_date": "2024-05-20",
+        "week20_exception": "false",
+        "plan_start_date": "2024-05-27",
+        "primary_need": "ASD",
+    }
+    plans = [
+        identity("education", p, nhs=False, upn=upn_of(i)) | sen2 for i, p in enumerate(PEOPLE[:3])
+    ]
+    plans[1] = plans[1] | {"plan_start_date": "2024-04-30"}
+    case(
+        "plan_issued_before_assessment_outcome",
+        "education_sen2",
+        to_csv(plans, columns("education_sen2")),
+        quarantined(3, (2, "order:assessment_outcome_date<=plan_start_date")),
     )
 
     (HERE / "cases.json").write_text(json.dumps(CASES, indent=2) + "\n", encoding="utf-8")
