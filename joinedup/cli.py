@@ -97,6 +97,11 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     print("Reports:")
     for path in result.reports:
         print(f"  {path}")
+    print("Data Docs (Great Expectations):")
+    for path in result.data_docs:
+        print(f"  {path}")
+    print("\nRows delivered, accepted and quarantined (joinedup quarantine exports them):")
+    print(result.data_quality.to_string(index=False))
     print("\nLinkage against the synthetic ground truth:")
     print(result.linkage.to_string(index=False))
     return 0

@@ -32,6 +32,8 @@ class DemoResult:
 
     warehouse: Path
     reports: list[Path]
+    data_docs: list[Path]
+    data_quality: pd.DataFrame
     linkage: pd.DataFrame
     seconds: dict[str, float]
 
@@ -105,5 +107,25 @@ def run_demo(settings: Settings, period: str, seed: int, scale: float) -> DemoRe
     seconds["airflow db migrate"] = time.perf_counter() - started
     seconds.update(run_dags(period))
     reports = sorted((settings.reports_dir / period).glob("*.html"))
+    data_docs = sorted((settings.work_dir / "data_docs").glob("*/**/index.html"))
     linkage = evaluate_linkage(settings, period, key)
-    return DemoResult(settings.warehouse_path, reports, linkage, seconds)
+    return DemoResult(
+        settings.warehouse_path,
+        reports,
+        data_docs,
+        data_quality(settings, period),
+        linkage,
+        seconds,
+    )
+
+
+def data_quality(settings: Settings, period: str) -> pd.DataFrame:
+    """Rows received, accepted and quarantined per agency in the period, from the warehouse."""
+    from joinedup.publish import open_warehouse
+
+    with open_warehouse(settings.warehouse_path) as con:
+        summary = con.execute(
+            "SELECT * FROM dq_summary WHERE period = ? ORDER BY agency, la_code", [period]
+        ).df()
+    totals = summary.groupby("agency")[["rows_received", "rows_accepted", "rows_quarantined"]]
+    return totals.sum().astype("int64").reset_index()
