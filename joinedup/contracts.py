@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -86,6 +87,18 @@ class Contract:
             if col.name == name:
                 return col
         raise KeyError(f"{self.name} has no column {name!r}")
+
+
+def column_mismatch(name: str, expected: Sequence[str], found: Sequence[str]) -> str | None:
+    """What is wrong with a file's column set against its contract's, or None when it fits."""
+    missing = [n for n in expected if n not in found]
+    unexpected = [n for n in found if n not in expected]
+    if not (missing or unexpected):
+        return None
+    return (
+        f"columns do not match contract {name}: "
+        f"missing {missing or 'none'}, unexpected {unexpected or 'none'}"
+    )
 
 
 def _column(spec: dict) -> Column:

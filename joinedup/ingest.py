@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from joinedup.contracts import Column, Contract, Period, contract, contracts
+from joinedup.contracts import Column, Contract, Period, column_mismatch, contract, contracts
 from joinedup.pseudonymise import ROW_COLUMN as ROW
 from joinedup.pseudonymise import FileRejected, parse_date, read_delimited
 from joinedup.settings import Settings
@@ -382,14 +382,9 @@ def _type_rows(delivery: Delivery, spec: Contract, delivered: Path) -> Delivery:
 
 
 def _check_columns(path: Path, names: list[str], spec: Contract) -> None:
-    expected = spec.pseudonymised_schema().names
-    missing = [n for n in expected if n not in names]
-    unexpected = [n for n in names if n not in expected]
-    if missing or unexpected:
-        raise ContractError(
-            f"columns do not match contract {spec.name}: "
-            f"missing {missing or 'none'}, unexpected {unexpected or 'none'}"
-        )
+    problem = column_mismatch(spec.name, spec.pseudonymised_schema().names, names)
+    if problem:
+        raise ContractError(problem)
 
 
 def _check_period(path: Path, typed: pa.Table, spec: Contract, period: Period) -> None:

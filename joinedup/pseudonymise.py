@@ -48,7 +48,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from joinedup.contracts import Contract, Period, contracts
+from joinedup.contracts import Contract, Period, column_mismatch, contracts
 from joinedup.settings import MIN_KEY_BYTES, LinkSettings, MissingKeyError
 
 NICKNAMES_PATH = Path(__file__).resolve().parent / "data" / "nicknames.csv"
@@ -675,14 +675,9 @@ OUTPUT_SUFFIXES: dict[str, str] = {"parquet": ".parquet", "csv": ".csv"}
 
 def check_columns(names: Sequence[str], contract: Contract, source: str) -> None:
     """Raise ValueError unless the columns are exactly the contract's raw columns."""
-    expected = [c.name for c in contract.raw_columns]
-    missing = [n for n in expected if n not in names]
-    unexpected = [n for n in names if n not in expected]
-    if missing or unexpected:
-        raise ValueError(
-            f"{source}: columns do not match contract {contract.name}: "
-            f"missing {missing or 'none'}, unexpected {unexpected or 'none'}"
-        )
+    problem = column_mismatch(contract.name, [c.name for c in contract.raw_columns], names)
+    if problem:
+        raise ValueError(f"{source}: {problem}")
 
 
 def landed_schema(contract: Contract) -> pa.Schema:

@@ -79,3 +79,11 @@ def test_period_is_an_academic_year():
     for bad in ("2024", "2024-26", "24-25", "2024/25"):
         with pytest.raises(ValueError):
             Period(bad)
+
+
+def test_column_mismatch_names_missing_and_unexpected_columns_or_nothing():
+    from joinedup.contracts import column_mismatch
+
+    assert column_mismatch("x", ["a", "b"], ["b", "a"]) is None
+    message = column_mismatch("x", ["a", "b"], ["a", "c"])
+    assert message == "columns do not match contract x: missing ['b'], unexpected ['c']"

@@ -19,6 +19,14 @@ PERIOD = "2024-25"
 SCALE = 0.15
 MIN_PRECISION = 0.98
 MIN_RECALL = 0.95
+FACT_TABLES = (
+    "fct_attendance",
+    "fct_exclusions",
+    "fct_ehc_requests",
+    "fct_health_referrals",
+    "fct_cin_episodes",
+    "fct_lac_episodes",
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +75,7 @@ def test_warehouse_holds_the_star_schema_metrics_and_manifest(run):
     tables = set(query(run[0], "SHOW TABLES").name)
     for table in (
         "dim_child",
-        "fct_attendance",
-        "fct_exclusions",
-        "fct_ehc_requests",
-        "fct_health_referrals",
-        "fct_cin_episodes",
-        "fct_lac_episodes",
+        *FACT_TABLES,
         "metric_values",
         "published_metrics",
         "metric_catalogue",
@@ -214,16 +217,6 @@ def test_rerunning_the_period_is_idempotent(run, metrics):
         metrics.sort_values(keys).reset_index(drop=True),
         again.sort_values(keys).reset_index(drop=True),
     )
-
-
-FACT_TABLES = (
-    "fct_attendance",
-    "fct_exclusions",
-    "fct_ehc_requests",
-    "fct_health_referrals",
-    "fct_cin_episodes",
-    "fct_lac_episodes",
-)
 
 
 def test_every_delivered_row_is_published_or_quarantined(run):
