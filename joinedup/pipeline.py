@@ -84,29 +84,42 @@ def validate_step(deliveries: list[dict], settings: Settings | None = None) -> l
     """Validate each newly ingested delivery with its suite: quarantine failing rows, hold the
     delivery on a batch failure, record warnings, and update the Data Docs. Raises
     DeliveryProblem naming every rejected or held file."""
-    from joinedup.validate import build_data_docs, validate_frame
+    from joinedup.validate import build_data_docs
 
     settings = settings or Settings.from_env()
     done = []
     for delivery in (Delivery(**item) for item in deliveries):
         if delivery.status == INGESTED:
-            typed = pq.read_table(delivery.typed_path).drop_columns([ROW]).to_pandas()
             previous = previous_delivery(settings.store_dir, delivery)
-            report = validate_frame(
-                typed,
-                delivery.extract,
-                Period(delivery.period),
+            delivery = validate_delivery(
+                delivery,
                 previous_rows=previous.rows_received if previous else None,
                 docs_dir=data_docs_dir(settings, delivery.agency),
-                docs_label=f"{delivery.la_code}_{delivery.delivery_id}",
             )
-            delivery = apply_validation(delivery, report)
         done.append(delivery)
     done = record_cross_extract_warnings(done)
     for agency in sorted({d.agency for d in done if d.status != REJECTED}):
         build_data_docs(data_docs_dir(settings, agency))
     raise_for_problems(done)
     return [_summary(d) for d in done]
+
+
+def validate_delivery(
+    delivery: Delivery, previous_rows: int | None = None, docs_dir: Path | None = None
+) -> Delivery:
+    """Run the extract's suite on a delivery's typed rows and apply the outcome."""
+    from joinedup.validate import validate_frame
+
+    typed = pq.read_table(delivery.typed_path).drop_columns([ROW]).to_pandas()
+    report = validate_frame(
+        typed,
+        delivery.extract,
+        Period(delivery.period),
+        previous_rows=previous_rows,
+        docs_dir=docs_dir,
+        docs_label=f"{delivery.la_code}_{delivery.delivery_id}",
+    )
+    return apply_validation(delivery, report)
 
 
 def data_docs_dir(settings: Settings, agency: str) -> Path:
@@ -162,8 +175,6 @@ def check_extract(
 ) -> tuple[Delivery, pd.DataFrame]:
     """What ingest and validation would make of one file, without touching the store: the
     check an agency runs before sending. Returns the delivery record and its quarantine."""
-    from joinedup.validate import validate_frame
-
     spec = contract(extract or path.stem)
     if spec.agency != agency:
         raise ContractError(f"{path}: extract {spec.name} is delivered by {spec.agency}")
@@ -171,9 +182,7 @@ def check_extract(
         landed = LandedFile(agency, period, "check", spec.name, path)
         delivery = ingest_file(landed, Path(scratch), ingested_by="joinedup validate")
         if delivery.status == INGESTED:
-            typed = pq.read_table(delivery.typed_path).drop_columns([ROW]).to_pandas()
-            report = validate_frame(typed, spec.name, Period(period))
-            delivery = apply_validation(delivery, report)
+            delivery = validate_delivery(delivery)
         quarantine = (
             pq.read_table(delivery.quarantine_path).to_pandas()
             if delivery.quarantine_path
