@@ -76,6 +76,11 @@ class Contract:
         ident = [c for c in identity_columns("pseudonymised") if c.source in self.identity]
         return (*ident, *self.payload)
 
+    @property
+    def sensitive_columns(self) -> frozenset[str]:
+        """Columns whose values are never shown in a message or report: tokens and encodings."""
+        return frozenset(c.name for c in self.pseudonymised_columns if c.token or c.encoding)
+
     def raw_schema(self) -> pa.Schema:
         return pa.schema([c.field() for c in self.raw_columns])
 

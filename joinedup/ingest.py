@@ -229,7 +229,7 @@ def quarantine_rows(
 ) -> pa.Table:
     """Quarantine records of one rule; values of token and Bloom columns are redacted."""
     shown = [None if v is None else str(v) for v in values]
-    if column in _sensitive_columns(contract(delivery.extract)):
+    if column in contract(delivery.extract).sensitive_columns:
         shown = [REDACTED if v is not None else None for v in shown]
     now = datetime.now(UTC).isoformat(timespec="seconds")
     n = len(rows)
@@ -405,10 +405,6 @@ def _check_period(path: Path, typed: pa.Table, spec: Contract, period: Period) -
             f"wrong period: {count} of {present} rows have {column} {where} {period.label} "
             f"({period.start} to {period.end}); is this another period's extract?"
         )
-
-
-def _sensitive_columns(spec: Contract) -> frozenset[str]:
-    return frozenset(c.name for c in spec.pseudonymised_columns if c.token or c.encoding)
 
 
 def _copy_atomically(source: Path, target: Path) -> None:

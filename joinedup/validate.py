@@ -684,7 +684,7 @@ def _validate(
             result_format=RESULT_FORMAT,
             expectation_parameters=suite_parameters(period, previous_rows),
         )
-    sensitive = _sensitive_columns(spec)
+    sensitive = spec.sensitive_columns
     row_failures = _row_failures(result, frame, sensitive)
     for item in result.results:
         columns = _expectation_columns(item.expectation_config.kwargs)
@@ -723,11 +723,6 @@ def _dates_as_python(df: pd.DataFrame, spec: Contract) -> pd.DataFrame:
         if c.type == "date" and c.name in df and pd.api.types.is_datetime64_any_dtype(df[c.name])
     }
     return df.assign(**converted) if converted else df
-
-
-def _sensitive_columns(spec: Contract) -> frozenset[str]:
-    """Columns whose values must never be shown: keyed tokens and Bloom filters."""
-    return frozenset(c.name for c in spec.pseudonymised_columns if c.token or c.encoding)
 
 
 def _rule_columns(kwargs: Mapping[str, Any]) -> list[str]:
