@@ -45,14 +45,18 @@ REDACTED = "<redacted>"
 WRONG_PERIOD_SHARE = 0.5
 TRUE_WORDS = ("true", "t", "1", "yes", "y")
 FALSE_WORDS = ("false", "f", "0", "no", "n")
+# What names a delivery in the warehouse's data-quality and quarantine tables.
+DELIVERY_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
+    ("delivery_id", pa.string()),
+    ("agency", pa.string()),
+    ("period", pa.string()),
+    ("la_code", pa.string()),
+    ("extract", pa.string()),
+    ("file", pa.string()),
+)
 QUARANTINE_SCHEMA = pa.schema(
     [
-        ("delivery_id", pa.string()),
-        ("agency", pa.string()),
-        ("period", pa.string()),
-        ("la_code", pa.string()),
-        ("extract", pa.string()),
-        ("file", pa.string()),
+        *DELIVERY_FIELDS,
         ("row", pa.int64()),
         ("rule", pa.string()),
         ("column", pa.string()),

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from joinedup import __version__
 from joinedup.contracts import Period, code_lists, contract, contracts
-from joinedup.ingest import QUARANTINE_SCHEMA
+from joinedup.ingest import DELIVERY_FIELDS, QUARANTINE_SCHEMA
 from joinedup.settings import Settings
 
 CATALOGUE_FILE = "catalogue.json"
@@ -133,12 +133,7 @@ METRIC_BENCHMARKS_SCHEMA = pa.schema(
 )
 DQ_DELIVERIES_SCHEMA = pa.schema(
     [
-        ("delivery_id", pa.string()),
-        ("agency", pa.string()),
-        ("period", pa.string()),
-        ("la_code", pa.string()),
-        ("extract", pa.string()),
-        ("file", pa.string()),
+        *DELIVERY_FIELDS,
         ("received_at", pa.string()),
         ("ingested_by", pa.string()),
         ("status", pa.string()),
