@@ -195,7 +195,7 @@ def read_delivered(path: Path, spec: Contract) -> tuple[pa.Table, list]:
         table = table.rename_columns([n.strip().lower() for n in table.column_names])
         table = table.append_column(ROW, pa.array(np.arange(1, table.num_rows + 1)))
         problems = []
-    _check_columns(path, [n for n in table.column_names if n != ROW], spec)
+    _check_columns([n for n in table.column_names if n != ROW], spec)
     if table.num_rows == 0 and not problems:
         raise FileRejected(path, "empty: no data rows")
     return table, problems
@@ -371,7 +371,7 @@ def _type_rows(delivery: Delivery, spec: Contract, delivered: Path) -> Delivery:
             )
         bad_any |= bad
     typed = pa.table({**columns, ROW: rows})
-    _check_period(delivered, typed, spec, Period(delivery.period))
+    _check_period(typed, spec, Period(delivery.period))
     folder = delivered.parent
     typed_path = folder / f"{delivery.sha256}.typed.parquet"
     _write_parquet_atomically(typed.filter(pa.array(~bad_any)), typed_path)
@@ -385,13 +385,13 @@ def _type_rows(delivery: Delivery, spec: Contract, delivered: Path) -> Delivery:
     )
 
 
-def _check_columns(path: Path, names: list[str], spec: Contract) -> None:
+def _check_columns(names: list[str], spec: Contract) -> None:
     problem = column_mismatch(spec.name, spec.pseudonymised_schema().names, names)
     if problem:
         raise ContractError(problem)
 
 
-def _check_period(path: Path, typed: pa.Table, spec: Contract, period: Period) -> None:
+def _check_period(typed: pa.Table, spec: Contract, period: Period) -> None:
     """Reject a file whose dates say it belongs to another period."""
     rules = [r for r in spec.date_rules if r["rule"] in ("in_period", "not_after_period_end")]
     if not rules or typed.num_rows == 0:
