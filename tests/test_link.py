@@ -19,23 +19,17 @@ from joinedup import pseudonymise as ps
 from joinedup import synth
 from joinedup.contracts import contract, identity_columns
 from joinedup.link import (
-    COMPARISONS,
-    BlockingRule,
-    DobLevels,
     LinkResult,
-    NameLevels,
-    candidate_pairs,
-    child_id_of,
-    cluster_links,
     evaluate,
-    identity_column_names,
     link,
     link_records,
-    one_to_one,
     person_records,
-    prepare_side,
     write_link_result,
 )
+from joinedup.link.blocking import BlockingRule, candidate_pairs
+from joinedup.link.compare import COMPARISONS, DobLevels, NameLevels, prepare_side
+from joinedup.link.records import identity_column_names
+from joinedup.link.spine import child_id_of, cluster_links, one_to_one
 from joinedup.settings import Settings
 
 KEY = b"test-key-" + b"x" * 32

@@ -1,0 +1,254 @@
+"""The unsupervised Fellegi-Sunter model: u from random pairs, m by EM, match weights."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from joinedup.link.blocking import unique_pairs
+from joinedup.link.compare import COMPARISON_NAMES, COMPARISONS, Side, comparison_levels, level_code
+
+log = logging.getLogger(__name__)
+RANDOM_SEED = 20240901
+PSEUDO_COUNT = 1.0
+U_SAMPLE_PAIRS = 200_000
+
+# ----------------------------------------------------------------------------------------------
+# 4. Fellegi-Sunter model, scoring and the twin guard
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingSession:
+    """EM over the candidate pairs that agree at the given levels; those comparisons are left
+    out of the session (their m is estimated in another session)."""
+
+    name: str
+    agree_on: tuple[tuple[str, str], ...]
+
+
+TRAINING_SESSIONS: tuple[TrainingSession, ...] = (
+    TrainingSession("same_dob", (("dob", "exact"),)),
+    TrainingSession("same_names", (("forename", "exact"), ("surname", "exact"))),
+)
+PRIOR_SESSION = TRAINING_SESSIONS[0]
+
+
+@dataclass(frozen=True)
+class FSModel:
+    """m and u per comparison level (index 0, 'missing', unused) and the prior match odds."""
+
+    m: tuple[np.ndarray, ...]
+    u: tuple[np.ndarray, ...]
+    prior: float
+    expected_matches: float
+
+    def bayes_factors(self) -> tuple[np.ndarray, ...]:
+        """log2(m/u) per level; 0 for 'missing'."""
+        return tuple(
+            np.concatenate([[0.0], np.log2(m[1:] / u[1:])])
+            for m, u in zip(self.m, self.u, strict=True)
+        )
+
+    @property
+    def prior_weight(self) -> float:
+        return float(np.log2(self.prior / (1.0 - self.prior)))
+
+    def to_dict(self) -> dict:
+        factors = self.bayes_factors()
+        return {
+            "prior": self.prior,
+            "prior_weight": self.prior_weight,
+            "expected_matches": self.expected_matches,
+            "comparisons": {
+                c.name: {
+                    level: {
+                        "m": float(self.m[k][i]),
+                        "u": float(self.u[k][i]),
+                        "weight": float(factors[k][i]),
+                    }
+                    for i, level in enumerate(c.levels)
+                    if i > 0
+                }
+                for k, c in enumerate(COMPARISONS)
+            },
+        }
+
+
+def initial_m() -> tuple[np.ndarray, ...]:
+    """Starting m: 0.9 on the best level, the rest shared decreasingly."""
+    starts = []
+    for comparison in COMPARISONS:
+        n = len(comparison.observed_levels)
+        rest = 0.1 * np.arange(n - 1, 0, -1) / max(np.arange(n - 1, 0, -1).sum(), 1)
+        starts.append(np.concatenate([[0.0, 0.9], rest]) if n > 1 else np.array([0.0, 1.0]))
+    return tuple(starts)
+
+
+def level_frequencies(
+    levels: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, ...]:
+    """Weighted share of each non-missing level per comparison, with a pseudo-count per level."""
+    out = []
+    for k, comparison in enumerate(COMPARISONS):
+        counts = np.bincount(levels[:, k], weights=weights, minlength=len(comparison.levels))
+        counts = counts.astype(float)
+        counts[1:] += PSEUDO_COUNT / len(comparison.observed_levels)
+        counts[0] = 0.0
+        out.append(counts / counts.sum())
+    return tuple(out)
+
+
+def random_pairs(n_left: int, n_right: int, size: int, seed: int = RANDOM_SEED) -> np.ndarray:
+    """Uniformly drawn (left row, right row) pairs, reproducible."""
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.integers(0, n_left, size), rng.integers(0, n_right, size)])
+
+
+def estimate_u(
+    left: Side, right: Side, sample_pairs: int = U_SAMPLE_PAIRS
+) -> tuple[np.ndarray, ...]:
+    """u probabilities: level frequencies among random record pairs (nearly all non-matches)."""
+    size = min(sample_pairs, len(left.records) * len(right.records))
+    pairs = unique_pairs(
+        random_pairs(len(left.records), len(right.records), size), len(right.records)
+    )
+    return level_frequencies(comparison_levels(left, right, pairs))
+
+
+def session_mask(levels: np.ndarray, session: TrainingSession) -> np.ndarray:
+    """Pairs that agree on every (comparison, level) the session is blocked on."""
+    mask = np.ones(len(levels), dtype=bool)
+    for comparison, level in session.agree_on:
+        mask &= levels[:, COMPARISON_NAMES.index(comparison)] == level_code(comparison, level)
+    return mask
+
+
+def log2_ratio_per_pair(
+    levels: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray], used: Sequence[int]
+) -> np.ndarray:
+    """Sum over the used comparisons of log2(m/u) at each pair's level (missing: 0)."""
+    total = np.zeros(len(levels))
+    for k in used:
+        factors = np.concatenate([[0.0], np.log2(m[k][1:] / u[k][1:])])
+        total += factors[levels[:, k]]
+    return total
+
+
+def match_probability_from_weight(weight: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp2(-np.asarray(weight, dtype=float)))
+
+
+def run_em(
+    levels: np.ndarray,
+    u: Sequence[np.ndarray],
+    m_start: Sequence[np.ndarray],
+    used: Sequence[int],
+    max_iterations: int,
+    tolerance: float = 1e-6,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """EM for m (u fixed) over the used comparisons; returns m and each pair's posterior."""
+    m = [np.array(x, dtype=float) for x in m_start]
+    share = 0.5
+    posterior = np.full(len(levels), share)
+    for _ in range(max_iterations):
+        weight = np.log2(share / (1 - share)) + log2_ratio_per_pair(levels, m, u, used)
+        posterior = match_probability_from_weight(weight)
+        share = float(np.clip(posterior.mean(), 1e-6, 1 - 1e-6))
+        updated = list(m)
+        fitted = level_frequencies(levels, posterior)
+        for k in used:
+            updated[k] = fitted[k]
+        change = max(float(np.abs(updated[k] - m[k]).max()) for k in used) if used else 0.0
+        m = updated
+        if change < tolerance:
+            break
+    return m, posterior
+
+
+def fit_model(
+    levels: np.ndarray, u: Sequence[np.ndarray], n_left: int, n_right: int, max_iterations: int
+) -> FSModel:
+    """m by EM in each training session, averaged over the sessions that estimate it; the prior
+    from the expected match count of the prior session divided by its blocked m."""
+    start = initial_m()
+    estimates: dict[int, list[np.ndarray]] = {k: [] for k in range(len(COMPARISONS))}
+    posteriors: dict[str, np.ndarray] = {}
+    for session in TRAINING_SESSIONS:
+        blocked = {COMPARISON_NAMES.index(c) for c, _ in session.agree_on}
+        used = [k for k in range(len(COMPARISONS)) if k not in blocked]
+        subset = levels[session_mask(levels, session)]
+        if not len(subset):
+            continue
+        m, posterior = run_em(subset, u, start, used, max_iterations)
+        posteriors[session.name] = posterior
+        for k in used:
+            estimates[k].append(m[k])
+    m_final = tuple(
+        np.mean(estimates[k], axis=0) if estimates[k] else start[k] for k in range(len(COMPARISONS))
+    )
+    seen = posteriors.get(PRIOR_SESSION.name, np.zeros(0))
+    expected = expected_match_count(seen, m_final, n_left, n_right)
+    prior = expected / max(n_left * n_right, 1)
+    return FSModel(
+        m=m_final, u=tuple(u), prior=float(np.clip(prior, 1e-12, 0.5)), expected_matches=expected
+    )
+
+
+def expected_match_count(
+    posterior: np.ndarray, m: Sequence[np.ndarray], n_left: int, n_right: int
+) -> float:
+    """Matches found in the prior session scaled up by the share of matches it can see."""
+    visible = 1.0
+    for comparison, level in PRIOR_SESSION.agree_on:
+        visible *= m[COMPARISON_NAMES.index(comparison)][level_code(comparison, level)]
+    expected = float(posterior.sum()) / max(visible, 1e-9)
+    return float(np.clip(expected, 1.0, max(min(n_left, n_right), 1)))
+
+
+def score_pairs(
+    levels: np.ndarray, model: FSModel, adjustment: np.ndarray | float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Match weight (log2 prior odds + log2 Bayes factors + adjustment) and probability."""
+    weight = model.prior_weight + log2_ratio_per_pair(
+        levels, model.m, model.u, range(len(COMPARISONS))
+    )
+    weight = weight + adjustment
+    return weight, match_probability_from_weight(weight)
+
+
+TERM_FREQUENCY_COLUMNS = {"forename": "forename_token", "surname": "surname_token"}
+
+
+def term_frequency_adjustment(
+    left: Side, right: Side, pairs: np.ndarray, levels: np.ndarray, model: FSModel
+) -> np.ndarray:
+    """Extra log2 weight for exact name agreement on a rare name, less for a common one.
+
+    The u of an exact agreement on one value is that value's share of the two sides' records;
+    the model's u for 'exact' is the average over all values. Pairs agreeing exactly get
+    log2(u_exact / share(value)) added (Splink's term-frequency adjustment).
+    """
+    adjustment = np.zeros(len(pairs))
+    for name, column in TERM_FREQUENCY_COLUMNS.items():
+        k = COMPARISON_NAMES.index(name)
+        exact = levels[:, k] == level_code(name, "exact")
+        values = pd.concat([left.records[column], right.records[column]]).dropna()
+        share = left.records[column].map(values.value_counts(normalize=True)).to_numpy()
+        u_exact = model.u[k][level_code(name, "exact")]
+        adjustment[exact] = np.log2(u_exact / share[pairs[exact, 0]].astype(float))
+    return adjustment
+
+
+def twin_guard(levels: np.ndarray) -> np.ndarray:
+    """True for pairs that may link: forenames agree at some level (token, nickname, Dice >= 0.5),
+    or an NHS number or UPN agrees. Keeps twins (same surname, dob and address) apart."""
+    forename = levels[:, COMPARISON_NAMES.index("forename")]
+    identifier = (levels[:, COMPARISON_NAMES.index("nhs")] == level_code("nhs", "agree")) | (
+        levels[:, COMPARISON_NAMES.index("upn")] == level_code("upn", "agree")
+    )
+    return (forename != level_code("forename", "disagree")) | identifier
