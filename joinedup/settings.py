@@ -21,7 +21,9 @@ class MissingKeyError(RuntimeError):
 class LinkSettings:
     """Thresholds of the probabilistic linker."""
 
-    match_probability: float = 0.9
+    match_probability: float = 0.9  # a pair at or above this links
+    review_probability: float = 0.5  # from here up to match_probability: clerical review
+    keep_probability: float = 0.001  # scored pairs below this are counted, not kept
     max_em_iterations: int = 100
     bloom_bits: int = 1024
     bloom_hashes: int = 20
