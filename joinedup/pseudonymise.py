@@ -3,19 +3,25 @@
 Privacy design. Every identifier (local id, NHS number, UPN, names, full date of birth,
 postcode) becomes a keyed HMAC-SHA256 token of its normalised value, tagged with its field so
 equal values in different fields differ; only birth year-month, sex, ethnicity and postcode
-district stay in clear. Approximate name agreement uses field-level Bloom filters of name
-bigrams (CLK style, Schnell et al. 2009). Known attacks: dictionary attacks on unkeyed
-encodings, and frequency and pattern-mining attacks that map filter bits back to bigrams or
-names (Kuzu et al. 2011; Niedermeyer et al. 2014; Christen et al. 2017, 2018). Mitigations
-here: every hash is keyed, so no one without the key can encode candidate names to build a
-dictionary; each field has its own filter and derived keys, so no record-level filter pools
-bigrams for mining; the key is held by the agencies' data controllers, read from the
-environment or a key file, never the repository, and nothing runs without it. The date of
-birth has one token (the full date) beside the clear birth year-month: tokens of parts of the
-date (the day, or the day and month swapped) would agree across records whose clear months
-differ and so reveal the day, and the full date of birth with it. Residual risk: holders of
-the output still see token and filter frequencies, so pseudonymised extracts remain personal
-data to be kept inside the pipeline.
+district stay in clear. Approximate name and address agreement uses field-level Bloom filters
+of bigrams (CLK style, Schnell et al. 2009); the address filter sets fewer bits per bigram.
+A mistyped NHS number or UPN is matched by its near tokens: the number as recorded with each
+position masked in turn, each masked form keyed-hashed to 64 bits, so two numbers one
+character apart share exactly one token and reveal no more than that. Known attacks:
+dictionary attacks on unkeyed encodings, and frequency and pattern-mining attacks that map
+filter bits back to bigrams or names (Kuzu et al. 2011; Niedermeyer et al. 2014; Christen et
+al. 2017, 2018). Mitigations here: every hash is keyed, so no one without the key can encode
+candidate names, addresses or numbers to build a dictionary; each field has its own filter
+and derived keys, so no record-level filter pools bigrams for mining; dates and identifiers
+get no filters, only equality tokens and near tokens; the key is held by the agencies' data
+controllers, read from the environment or a key file, never the repository, and nothing runs
+without it. The date of birth has one token (the full date) beside the clear birth
+year-month: tokens of parts of the date (the day, or the day and month swapped) would agree
+across records whose clear months differ and so reveal the day, and the full date of birth
+with it. Residual risk: holders of many filters can still align bit and token frequencies
+with public name and street frequencies, so pseudonymised extracts remain personal data to
+be kept inside the pipeline (bit flipping such as BLIP would blunt that at a cost in recall,
+and is not used).
 
 Reading and tolerance. Raw exports are read as text whatever their encoding, delimiter and
 date style (read_delimited_text, which ingest shares). A file that cannot be read at all raises
@@ -28,18 +34,19 @@ payload is passed on as delivered text, for ingest to type and quarantine.
 from __future__ import annotations
 
 import csv
+import hashlib
 import hmac
 import json
 import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from functools import cache, lru_cache, partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import jellyfish
 import numpy as np
@@ -48,8 +55,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from joinedup.contracts import Contract, Period, column_mismatch, contracts
-from joinedup.settings import MIN_KEY_BYTES, LinkSettings, MissingKeyError
+from joinedup.contracts import Contract, Period, column_mismatch, contracts, identity_columns
+from joinedup.settings import AGENCIES, MIN_KEY_BYTES, LinkSettings, MissingKeyError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NICKNAMES_PATH = Path(__file__).resolve().parent / "data" / "nicknames.csv"
 NHS_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
@@ -57,6 +67,20 @@ UPN_LETTERS = "ABCDEFGHJKLMNPQRTUVWXYZ"
 TITLES = frozenset({"MR", "MRS", "MISS", "MS", "MX", "DR", "MASTER"})
 POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})$")
 NOT_LETTERS = re.compile(r"[^A-Z]")
+APOSTROPHES = re.compile("['\u2019`]")
+NOT_ALPHANUMERIC = re.compile(r"[^A-Z0-9]+")
+STREET_TYPES_PATH = NICKNAMES_PATH.with_name("street_types.csv")
+# Other short forms of street types in data/street_types.csv, keyed by its abbreviation.
+STREET_TYPE_VARIANTS = {"AVE": ("AV",), "CRES": ("CRESC",), "TERR": ("TCE", "TER")}
+IDENTIFIER_SEPARATORS = re.compile(r"[\s\-/.]+")
+NEAR_MASK = "*"
+HMAC_BLOCK = 64  # bytes in a SHA-256 block, the width of HMAC's padded key
+NEAR_TOKEN_HEX = 16  # hex digits (64 bits) of one near token
+NHS_NEAR_POSITIONS, UPN_NEAR_POSITIONS = 10, 13
+MISSING_NEAR_TOKEN = np.uint64(0)  # a position without a token in a near-token matrix
+HEX_VALUES = np.full(256, 255, dtype=np.uint8)  # ASCII code -> value of a hex digit, else 255
+HEX_VALUES[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16)
+HEX_VALUES[np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)] = np.arange(16)
 # Latin letters that Unicode does not decompose into a base letter and a mark (Ł is not L + ◌).
 UNDECOMPOSED_LETTERS = str.maketrans(
     {"Ł": "L", "ł": "l", "Ø": "O", "ø": "o", "Đ": "D", "đ": "d", "Ħ": "H", "ħ": "h",
@@ -118,6 +142,21 @@ def nickname_table() -> dict[str, str]:
         return {row["nickname"]: row["canonical"] for row in csv.DictReader(handle)}
 
 
+@cache
+def street_types() -> dict[str, str]:
+    """Upper-case street type, written out or abbreviated -> its abbreviation (ROAD, RD -> RD),
+    from data/street_types.csv and STREET_TYPE_VARIANTS. The short form keeps these common
+    words from weighing much in an address filter, and leaves ST (STREET or SAINT) as written."""
+    with STREET_TYPES_PATH.open(encoding="utf-8", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["abbreviation"]]
+    forms: dict[str, str] = {}
+    for row in rows:
+        short = row["abbreviation"].upper()
+        for form in (row["type"].upper(), short, *STREET_TYPE_VARIANTS.get(short, ())):
+            forms[form] = short
+    return forms
+
+
 # --- normalisation -------------------------------------------------------------------------
 
 
@@ -171,6 +210,30 @@ def normalise_identifier(value: str | None) -> str | None:
     return compact or None
 
 
+def normalise_address(value: str | None) -> str | None:
+    """Address lines as upper-case words of A-Z and 0-9 separated by one space: accents folded,
+    apostrophes dropped (ST MARY'S -> ST MARYS), other punctuation a space, street types in one
+    form (ROAD, RD -> RD; see street_types); None if nothing is left."""
+    if not value:
+        return None
+    text = APOSTROPHES.sub("", fold_accents(value).upper())
+    words = NOT_ALPHANUMERIC.sub(" ", text).split()
+    types = street_types()
+    return " ".join(types.get(word, word) for word in words) or None
+
+
+def recorded_identifier(value: str | None) -> str | None:
+    """An NHS number or UPN as recorded, for near tokens, valid or not: upper case, without
+    separators (spaces, hyphens, slashes, dots); None when it holds no digit, or is one
+    character repeated (a placeholder such as 0000000000, which identifies no one)."""
+    if value is None:
+        return None
+    recorded = IDENTIFIER_SEPARATORS.sub("", value).upper()
+    if not any(c.isdigit() for c in recorded) or len(set(recorded)) == 1:
+        return None
+    return recorded
+
+
 def identifier_status(value: str | None, is_valid: Callable[[str], bool]) -> str:
     """'missing', 'invalid' or 'valid' for a raw NHS number or UPN."""
     normalised = normalise_identifier(value)
@@ -188,10 +251,44 @@ def require_key(key: bytes) -> None:
         )
 
 
+@lru_cache(maxsize=8)
+def hmac_key_states(key: bytes) -> tuple[Any, Any]:
+    """SHA-256 states after HMAC's inner and outer padded key (RFC 2104), once per key."""
+    block = (hashlib.sha256(key).digest() if len(key) > HMAC_BLOCK else key).ljust(
+        HMAC_BLOCK, b"\0"
+    )
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+    return inner, outer
+
+
+def keyed_digests(key: bytes, field: str, values: Iterable[str]) -> list[bytes]:
+    """HMAC-SHA256 (32 bytes) of 'field|value' for each value: the same value in another field
+    differs.
+
+    Equal to hmac.digest(key, ..., "sha256"), computed from the key's padded states so that
+    each value costs only the hashing of its message: about a third of the cost of
+    hmac.digest, which sets the key up again on every call (near tokens make tens of millions
+    of calls)."""
+    inner_key, outer_key = hmac_key_states(key)
+    digests = []
+    for value in values:
+        inner, outer = inner_key.copy(), outer_key.copy()
+        inner.update(f"{field}|{value}".encode())
+        outer.update(inner.digest())
+        digests.append(outer.digest())
+    return digests
+
+
+def keyed_digest(key: bytes, field: str, value: str) -> bytes:
+    """HMAC-SHA256 (32 bytes) of 'field|value' (see keyed_digests)."""
+    return keyed_digests(key, field, (value,))[0]
+
+
 @lru_cache(maxsize=1 << 16)
 def token(key: bytes, field: str, value: str) -> str:
     """HMAC-SHA256 (64 lowercase hex) of 'field|value': the same value in another field differs."""
-    return hmac.digest(key, f"{field}|{value}".encode(), "sha256").hex()
+    return keyed_digest(key, field, value).hex()
 
 
 def person_token(key: bytes, agency: str, local_id: str) -> str:
@@ -232,16 +329,16 @@ def _bigram_mask(key: bytes, field: str, bigram: str, bits: int, hashes: int) ->
 def bloom_encode(
     key: bytes,
     field: str,
-    normalised_name: str,
+    normalised: str,
     bits: int = LINK.bloom_bits,
     hashes: int = LINK.bloom_hashes,
 ) -> str:
-    """Keyed Bloom filter of the name's bigrams as hex of bits/8 bytes (bit i: byte i//8,
-    bit i%8)."""
+    """Keyed Bloom filter of a normalised name's (or address's) bigrams as hex of bits/8
+    bytes (bit i: byte i//8, bit i%8)."""
     if bits % 8:
         raise ValueError(f"bloom filter width {bits} is not a whole number of bytes")
     mask = 0
-    for bigram in bigrams(normalised_name):
+    for bigram in bigrams(normalised):
         mask |= _bigram_mask(key, field, bigram, bits, hashes)
     return mask.to_bytes(bits // 8, "little").hex()
 
@@ -282,6 +379,82 @@ def dice(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return result
 
 
+# --- near tokens of NHS numbers and UPNs ---------------------------------------------------
+
+
+def near_tokens(key: bytes, field: str, recorded: str) -> str:
+    """The recorded identifier with each position masked in turn, each masked form keyed-hashed
+    to 16 hex digits (the first 64 bits of HMAC-SHA256 of 'field|position|masked'), in position
+    order: 16 * len(recorded) hex digits.
+
+    Equal values share every token; values of the same length one character apart share
+    exactly one (the position where they differ); values further apart, or of different
+    lengths, share none. Without the key no token can be computed, so none can be reversed by
+    trying the 10^10 NHS numbers; what two records' tokens reveal is only that their numbers
+    are equal, one character apart, or neither."""
+    masked = (f"{i}|{recorded[:i]}{NEAR_MASK}{recorded[i + 1 :]}" for i in range(len(recorded)))
+    return b"".join(digest[:8] for digest in keyed_digests(key, field, masked)).hex()
+
+
+def string_bytes(text: pa.Array) -> np.ndarray:
+    """The UTF-8 bytes of a string array's values end to end, as uint8 (no copy)."""
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)
+    offsets = offsets[text.offset : text.offset + len(text) + 1]
+    return np.frombuffer(text.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+
+
+def near_tokens_to_array(
+    values: Sequence[str | None] | pa.Array | pa.ChunkedArray | pd.Series, positions: int
+) -> np.ndarray:
+    """uint64 matrix (rows, positions) of near-token strings, one 64-bit token per position.
+
+    A missing value, and the positions a shorter value lacks, hold MISSING_NEAR_TOKEN; tokens
+    beyond `positions` are dropped (they belong to a number of the wrong length, which shares
+    no token with one of the right length anyway). ValueError for characters other than hex."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    array = values if isinstance(values, pa.Array) else pa.array(values, type=pa.string())
+    width = positions * NEAR_TOKEN_HEX
+    if len(array) == 0:
+        return np.zeros((0, positions), dtype=np.uint64)
+    text = pc.fill_null(array.cast(pa.string()), "")
+    text = pc.utf8_slice_codeunits(pc.utf8_rpad(text, width, "0"), 0, width)
+    ascii_codes = string_bytes(text)
+    if ascii_codes.size != len(array) * width:  # a multi-byte character
+        raise ValueError("near tokens must be hex digits only")
+    nibbles = HEX_VALUES[ascii_codes].reshape(len(array), width)
+    if (nibbles > 15).any():
+        raise ValueError("near tokens must be hex digits only")
+    octets = np.ascontiguousarray((nibbles[:, 0::2] << 4) | nibbles[:, 1::2])
+    return octets.view(">u8").astype(np.uint64)
+
+
+def near_token_agreement(
+    left: np.ndarray,
+    right: np.ndarray,
+    left_rows: np.ndarray | None = None,
+    right_rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per pair, the number of positions whose near tokens are equal (int8), -1 where either
+    side has no tokens. Pairs are left[left_rows[k]] and right[right_rows[k]] (all rows in
+    order when not given), compared one position at a time so no (pairs, positions) matrix
+    is gathered: millions of pairs cost a few bytes each."""
+    if left.shape[1] != right.shape[1]:
+        raise ValueError(f"near-token matrices differ in positions: {left.shape} {right.shape}")
+    li = np.arange(len(left)) if left_rows is None else np.asarray(left_rows)
+    ri = np.arange(len(right)) if right_rows is None else np.asarray(right_rows)
+    if li.shape != ri.shape:
+        raise ValueError(f"pair index arrays differ in length: {li.shape} and {ri.shape}")
+    agree = np.zeros(len(li), dtype=np.int8)
+    for position in range(left.shape[1]):
+        a, b = left[:, position][li], right[:, position][ri]
+        agree += (a == b) & (a != MISSING_NEAR_TOKEN)
+    missing = (left == MISSING_NEAR_TOKEN).all(axis=1)[li]
+    missing |= (right == MISSING_NEAR_TOKEN).all(axis=1)[ri]
+    agree[missing] = -1
+    return agree
+
+
 # --- columns -------------------------------------------------------------------------------
 
 
@@ -315,6 +488,34 @@ def identifier_values(
         f"{prefix}_token": token(key, field, normalised) if valid else None,
         f"{prefix}_status": status,
     }
+
+
+def near_values(value: str | None, key: bytes, prefix: str) -> Values:
+    """Near tokens of an NHS number or UPN as recorded, valid or not (field '<prefix>_near')."""
+    recorded = recorded_identifier(value)
+    near = None if recorded is None else near_tokens(key, f"{prefix}_near", recorded)
+    return {f"{prefix}_near_tokens": near}
+
+
+def nhs_number_values(value: str | None, key: bytes) -> Values:
+    """Token and status of an NHS number, and its near tokens."""
+    valid = identifier_values(value, key, "nhs", "nhs_number", is_valid_nhs_number)
+    return valid | near_values(value, key, "nhs")
+
+
+def upn_values(value: str | None, key: bytes) -> Values:
+    """Token and status of a UPN, and its near tokens."""
+    valid = identifier_values(value, key, "upn", "upn", is_valid_upn)
+    return valid | near_values(value, key, "upn")
+
+
+def address_values(value: str | None, key: bytes) -> Values:
+    """Keyed Bloom filter of the normalised address lines, with address_bloom_hashes hashes."""
+    address = normalise_address(value)
+    if address is None:
+        return {"address_bloom": None}
+    encoded = bloom_encode(key, "address", address, LINK.bloom_bits, LINK.address_bloom_hashes)
+    return {"address_bloom": encoded}
 
 
 def name_values(value: str | None, key: bytes, field: str) -> Values:
@@ -357,33 +558,41 @@ def postcode_values(value: str | None, key: bytes) -> Values:
     }
 
 
-def derive_identity(table: pa.Table, field: str, key: bytes, agency: str) -> Derived:
-    """The pseudonymised columns derived from one raw identity field."""
-    column = table.column(field)
-    if field in CLEAR_FIELDS:
-        return {field: column.combine_chunks().cast(pa.string())}
-    if field == "dob":
-        column, _ = parse_date(column)
-    derivers: dict[str, Callable[[Any], Values]] = {
+def identity_derivers(key: bytes, agency: str) -> dict[str, Callable[[Any], Values]]:
+    """For each raw identity field not kept in clear, the function from one of its values
+    (a date for dob, else text) to its pseudonymised values."""
+    return {
         "local_id": partial(local_id_values, key=key, agency=agency),
-        "nhs_number": partial(
-            identifier_values,
-            key=key,
-            prefix="nhs",
-            field="nhs_number",
-            is_valid=is_valid_nhs_number,
-        ),
-        "upn": partial(
-            identifier_values, key=key, prefix="upn", field="upn", is_valid=is_valid_upn
-        ),
+        "nhs_number": partial(nhs_number_values, key=key),
+        "upn": partial(upn_values, key=key),
         "forename": partial(name_values, key=key, field="forename"),
         "surname": partial(name_values, key=key, field="surname"),
         "dob": partial(dob_values, key=key),
         "postcode": partial(postcode_values, key=key),
+        "address": partial(address_values, key=key),
     }
+
+
+def derive_identity(table: pa.Table, field: str, key: bytes, agency: str) -> Derived:
+    """The pseudonymised columns derived from one raw identity field (text, or dates for dob)."""
+    column = table.column(field)
+    if field in CLEAR_FIELDS:
+        return {field: column.combine_chunks().cast(pa.string())}
+    derivers = identity_derivers(key, agency)
     if field not in derivers:
         raise ValueError(f"no pseudonymisation is defined for identity field {field!r}")
+    column = parse_date(column)[0] if field == "dob" else column.cast(pa.string())
     return map_unique(column, derivers[field])
+
+
+def derive_identity_columns(
+    table: pa.Table, fields: Sequence[str], key: bytes, agency: str
+) -> Derived:
+    """Every pseudonymised column derived from the given raw identity fields, by name."""
+    derived: Derived = {}
+    for field in fields:
+        derived.update(derive_identity(table, field, key, agency))
+    return derived
 
 
 # --- delimited text ----------------------------------------------------------------------------
@@ -645,8 +854,8 @@ def parse_date(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray
     it are ignored; impossible dates (31/02/2024, 2024-13-01) are unparseable; date columns
     pass through."""
     array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    if pa.types.is_date(array.type):
-        return array.cast(pa.date32()), np.zeros(len(array), dtype=bool)
+    if pa.types.is_date(array.type) or pa.types.is_timestamp(array.type):
+        return array.cast(pa.date32(), safe=False), np.zeros(len(array), dtype=bool)
     text = pc.utf8_trim_whitespace(array.cast(pa.string()))
     present = pc.coalesce(pc.not_equal(text, ""), False).to_numpy(zero_copy_only=False)
     iso, uk = pc.extract_regex(text, ISO_DATE), pc.extract_regex(text, UK_DATE)
@@ -705,14 +914,47 @@ def pseudonymise_table(table: pa.Table, contract: Contract, key: bytes) -> pa.Ta
     require_key(key)
     names = [n for n in table.column_names if n != ROW_COLUMN]
     check_columns(names, contract, f"extract {contract.name}")
-    derived: Derived = {}
-    for field in contract.identity:
-        derived.update(derive_identity(table, field, key, contract.agency))
+    derived = derive_identity_columns(table, contract.identity, key, contract.agency)
     arrays = [
         derived[c.name] if c.source else payload_as_text(table.column(c.name), c.type)
         for c in contract.pseudonymised_columns
     ]
     return pa.Table.from_arrays(arrays, schema=landed_schema(contract))
+
+
+def pseudonymise_identity_frame(
+    frame: pd.DataFrame | pa.Table,
+    agency: str,
+    key: bytes,
+    fields: Sequence[str] | None = None,
+) -> pa.Table:
+    """The pseudonymised identity columns of raw identity rows, for callers holding identity
+    rows rather than extract files (benchmarks): the columns derived from `fields` (default:
+    every raw identity field the frame has) in identity.json order, then la_code as text when
+    the frame has it; the same derivers as pseudonymise_file, so the same tokens. Other
+    columns are dropped; ValueError for a field that is unknown or not in the frame."""
+    require_key(key)
+    if agency not in AGENCIES:
+        raise ValueError(f"unknown agency {agency!r}; expected one of {AGENCIES}")
+    table = (
+        frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    )
+    known = [c.name for c in identity_columns("raw")]
+    chosen = [n for n in known if n in table.column_names] if fields is None else list(fields)
+    unknown = [f for f in chosen if f not in known]
+    absent = [f for f in chosen if f in known and f not in table.column_names]
+    if unknown or absent:
+        raise ValueError(
+            f"identity fields {unknown} are not in identity.json; {absent} are not in the frame"
+        )
+    derived = derive_identity_columns(table, chosen, key, agency)
+    columns = [c for c in identity_columns("pseudonymised") if c.source in chosen]
+    arrays = [derived[c.name] for c in columns]
+    schema = [pa.field(c.name, c.arrow_type) for c in columns]
+    if "la_code" in table.column_names:
+        arrays.append(table.column("la_code").combine_chunks().cast(pa.string()))
+        schema.append(pa.field("la_code", pa.string()))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(schema))
 
 
 def read_raw_extract(path: Path, contract: Contract) -> DelimitedText:

@@ -50,6 +50,14 @@ def test_every_pseudonymised_identity_column_derives_from_a_field_the_agency_hol
     assert spec.pseudonymised_schema().names[0] == "person_token"
 
 
+@pytest.mark.parametrize("name", sorted(EXTRACTS))
+def test_every_extract_holds_the_address_and_lands_only_its_bloom_filter(name):
+    spec = contract(name)
+    assert "address" in [c.name for c in spec.raw_columns]
+    from_address = [c for c in spec.pseudonymised_columns if c.source == "address"]
+    assert [(c.name, c.encoding) for c in from_address] == [("address_bloom", "bloom")]
+
+
 def test_every_code_list_a_contract_names_exists():
     lists = code_lists()
     for spec in contracts().values():

@@ -33,24 +33,37 @@ PEOPLE = [
     ("HLT-5", "9991000054", "Maya", "Patel", date(2016, 9, 30), "F", "RV4 6JK", "AIND"),
     ("HLT-6", "9991000062", "Leo", "Nowak", date(2013, 4, 11), "M", "RV2 7LM", "WOTH"),
 ]
+ADDRESSES = [
+    "12 Quarry Road",
+    "Flat 3, 40 Mill Lane",
+    "7 Orchard Close",
+    "101 High Street",
+    "2a Church Avenue",
+    "Rose Cottage, 5 Green Lane",
+]
+FIELDS = ("local_id", "forename", "surname", "dob", "sex", "postcode", "address", "ethnicity")
 
 
 def identity(agency: str, person: tuple, nhs: bool, upn: str | None) -> dict:
+    """The pseudonymised identity columns of one person, as the agency's tool derives them."""
     local_id, nhs_number, forename, surname, dob, sex, postcode, ethnicity = person
-    row: dict = {}
-    row.update(ps.local_id_values(local_id, KEY, agency))
+    raw = {
+        "local_id": local_id,
+        "forename": forename,
+        "surname": surname,
+        "dob": dob,
+        "sex": sex,
+        "postcode": postcode,
+        "address": ADDRESSES[PEOPLE.index(person)],
+        "ethnicity": ethnicity,
+    }
+    fields = list(FIELDS)
     if nhs:
-        row.update(
-            ps.identifier_values(nhs_number, KEY, "nhs", "nhs_number", ps.is_valid_nhs_number)
-        )
+        raw["nhs_number"], fields = nhs_number, [*fields, "nhs_number"]
     if upn is not None:
-        row.update(ps.identifier_values(upn, KEY, "upn", "upn", ps.is_valid_upn))
-    row.update(ps.name_values(forename, KEY, "forename"))
-    row.update(ps.name_values(surname, KEY, "surname"))
-    row.update(ps.dob_values(dob, KEY))
-    row.update(ps.postcode_values(postcode, KEY))
-    row.update(sex=sex, ethnicity=ethnicity)
-    return row
+        raw["upn"], fields = upn, [*fields, "upn"]
+    table = pa.Table.from_pylist([raw])
+    return ps.pseudonymise_identity_frame(table, agency, KEY, fields).to_pylist()[0]
 
 
 def upn_of(i: int) -> str:
@@ -421,7 +434,7 @@ def write_corpus() -> None:
     for i, row in enumerate(many):
         row["referral_received_date"] = f"2024-{9 + i // 28:02d}-{1 + i % 28:02d}"
         if i % 3:
-            row.update(nhs_token=None, nhs_status="missing")
+            row.update(nhs_token=None, nhs_near_tokens=None, nhs_status="missing")
     case(
         "nhs_numbers_mostly_missing",
         hr,
