@@ -21,7 +21,7 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
@@ -31,8 +31,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from joinedup.contracts import Contract, Period, agency_contracts, contracts
+from joinedup.contracts import Contract, Period, agency_contracts, contracts, identity_columns
 from joinedup.pseudonymise import (
+    NHS_WEIGHTS,
     UPN_LETTERS,
     fold_accents,
     nhs_check_digit,
@@ -42,6 +43,7 @@ from joinedup.pseudonymise import (
 from joinedup.settings import AGENCIES, Settings
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+NHS_PREFIXES = tuple(range(999, 899, -1))  # 999: the test range; 900-998: never issued
 EPOCH = date(1970, 1, 1)
 YEAR_DAYS = 365.25
 MAX_AGE = 25
@@ -255,34 +257,60 @@ LAC_CEASED = {"E4A": 0.40, "E45": 0.20, "E13": 0.15, "E8": 0.15, "E41": 0.10}
 # Probability that an agency's version of a child's identity carries each kind of error. Some
 # kinds apply only where possible, and their rate is among those: 'nickname' where a nickname of
 # the forename is known, 'dob_swap' where day <= 12, the identifier kinds where the child has
-# that identifier. 'moved' (the agency holds another address in the area) is drawn per
-# household and multiplied by Area.move_factor. Education holds UPNs, not NHS numbers; health
-# holds NHS numbers, not UPNs; care holds both.
+# that identifier, 'address_abbreviated' where the street type has a short form or the address a
+# house number. Education holds UPNs, not NHS numbers; health holds NHS numbers, not UPNs; care
+# holds both.
+# - 'moved': the agency holds another address in the area (another postcode unit, and a house
+#   on one of its streets), the same for every child of the household; drawn per household and
+#   multiplied by Area.move_factor.
+# - 'address_typo': one keying error in the street name; 'address_abbreviated': the street type
+#   shortened (ROAD -> RD) or, half the time and always where it has no short form, the house
+#   number left out; 'address_missing': no address lines (the postcode may still be there).
+# - 'duplicate_record': the agency holds the child under a second local id (a second NHS trust
+#   patient id, a child re-registered in the LA system, a second EMS record after a school move).
+#   Some of the child's rows go to the second record, whose identity has its own noise, drawn
+#   independently at these rates but with the identifiers missing at least DUPLICATE_ID_MISSING
+#   of the time. In `generate` only children with two rows or more, one of them in an extract of
+#   DUPLICATE_EXTRACTS, can have one, and their chance is raised so that the rate holds over all
+#   the agency's children where enough can. The second record carries 'duplicate_record' in the
+#   truth's noise; truth records keep (agency, local_id, true_id) for both.
 NOISE_KINDS = (
     "nickname", "forename_typo", "surname_change", "surname_typo", "dob_swap", "dob_wrong",
     "moved", "postcode_missing", "nhs_missing", "nhs_invalid", "nhs_wrong_valid", "upn_missing",
-    "upn_invalid", "upn_wrong_valid", "sex_unknown", "ethnicity_unrecorded",
+    "upn_invalid", "upn_wrong_valid", "sex_unknown", "ethnicity_unrecorded", "address_typo",
+    "address_abbreviated", "address_missing", "duplicate_record",
 )
 NOISE_RATES: dict[str, dict[str, float]] = {
     "education": {
         "nickname": 0.01, "forename_typo": 0.005, "surname_change": 0.01, "surname_typo": 0.005,
         "dob_swap": 0.002, "dob_wrong": 0.002, "moved": 0.025, "postcode_missing": 0.005,
         "upn_missing": 0.002, "upn_invalid": 0.003, "upn_wrong_valid": 0.001,
-        "sex_unknown": 0.001, "ethnicity_unrecorded": 0.01,
+        "sex_unknown": 0.001, "ethnicity_unrecorded": 0.01, "address_typo": 0.005,
+        "address_abbreviated": 0.01, "address_missing": 0.005, "duplicate_record": 0.002,
     },
     "health": {
         "nickname": 0.15, "forename_typo": 0.02, "surname_change": 0.015, "surname_typo": 0.02,
         "dob_swap": 0.006, "dob_wrong": 0.008, "moved": 0.06, "postcode_missing": 0.02,
         "nhs_missing": 0.02, "nhs_invalid": 0.01, "nhs_wrong_valid": 0.002,
-        "sex_unknown": 0.005, "ethnicity_unrecorded": 0.08,
+        "sex_unknown": 0.005, "ethnicity_unrecorded": 0.08, "address_typo": 0.02,
+        "address_abbreviated": 0.03, "address_missing": 0.02, "duplicate_record": 0.01,
     },
     "care": {
         "nickname": 0.15, "forename_typo": 0.03, "surname_change": 0.02, "surname_typo": 0.03,
         "dob_swap": 0.008, "dob_wrong": 0.01, "moved": 0.07, "postcode_missing": 0.05,
         "nhs_missing": 0.30, "nhs_invalid": 0.01, "nhs_wrong_valid": 0.002,
         "upn_missing": 0.15, "upn_invalid": 0.01, "upn_wrong_valid": 0.002,
-        "sex_unknown": 0.01, "ethnicity_unrecorded": 0.03,
+        "sex_unknown": 0.01, "ethnicity_unrecorded": 0.03, "address_typo": 0.03,
+        "address_abbreviated": 0.05, "address_missing": 0.04, "duplicate_record": 0.01,
     },
+}
+DUPLICATE_ID_MISSING = 0.2  # a second record often lacks the NHS number or UPN
+# The extracts whose rows can sit on a child's second record. Education's census and exclusions
+# stay on the first (a pupil's suspensions are counted against the census by local id).
+DUPLICATE_EXTRACTS = {
+    "education": ("education_sen2",),
+    "health": ("health_referrals",),
+    "care": ("care_cin", "care_lac"),
 }
 UNRECORDED_ETHNICITY = {"education": "REFU", "health": None, "care": "NOBT"}
 LOCAL_ID_PREFIX = {"education": "EDU", "health": "HLT", "care": "CSC"}
@@ -387,6 +415,13 @@ ETHNIC_NAME_GROUPS: dict[str, tuple[dict[str, float], dict[str, float]]] = {
 }
 # fmt: on
 POSTCODE_UNIT_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"
+# Addresses: each postcode sector has its own streets (data/streets.csv x data/street_types.csv,
+# about STREETS_PER_SECTOR_UNIT per unit in the sector), each postcode unit takes a few of them
+# (STREETS_PER_UNIT), and each household a house number on one; no two households of a unit
+# share an address.
+STREETS_PER_UNIT = {1: 0.5, 2: 0.35, 3: 0.15}
+STREETS_PER_SECTOR_UNIT = 0.6
+HOUSE_NUMBERS = (1, 160)
 STREAMS = (
     "people",
     "names",
@@ -402,6 +437,9 @@ STREAMS = (
     "local_ids",
     "sen2_plans",
     "bad_rows",
+    "addresses",
+    "duplicates",
+    "linkage",
 )  # fmt: skip  (append only: a stream's position seeds it)
 TYPO_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -433,7 +471,7 @@ class AreaData:
     area: Area
     people: pd.DataFrame
     events: dict[str, pd.DataFrame]  # extract name -> rows keyed by true_id
-    postcodes: np.ndarray
+    addresses: AddressBook
 
 
 # --- Small helpers ---------------------------------------------------------------------------
@@ -448,6 +486,11 @@ def from_day_number(day: float) -> date:
 def area_rng(seed: int, area_index: int, stream: str) -> np.random.Generator:
     """An independent random stream per area and purpose, so parts do not shift each other."""
     return np.random.default_rng([seed, area_index, STREAMS.index(stream)])
+
+
+def agency_rng(seed: int, area_index: int, stream: str, agency: str) -> np.random.Generator:
+    """An area's stream for one agency."""
+    return np.random.default_rng([seed, area_index, STREAMS.index(stream), AGENCIES.index(agency)])
 
 
 def pick(rng: np.random.Generator, weights: Mapping, size: int) -> np.ndarray:
@@ -589,14 +632,34 @@ def nhs_number(body: str) -> str | None:
     return None if check is None else body + str(check)
 
 
+def nhs_check_digits(bodies: np.ndarray) -> np.ndarray:
+    """Modulus 11 check digit of nine-digit bodies (integers); -1 where none exists (10)."""
+    digits = (bodies[:, None] // 10 ** np.arange(8, -1, -1)) % 10
+    check = 11 - (digits @ np.array(NHS_WEIGHTS)) % 11
+    return np.where(check == 11, 0, np.where(check == 10, -1, check))
+
+
 def valid_nhs_numbers(rng: np.random.Generator, count: int) -> np.ndarray:
-    """`count` unique valid NHS numbers in the 999 test range (never issued to a real person)."""
+    """`count` unique valid NHS numbers: from the 999 test range (never issued to a real person)
+    while it lasts (0.85 of its million bodies), then from 998, 997, ... 900, ranges outside
+    every range issued in England and Wales (300-799), Scotland (CHI, 010-311) and Northern
+    Ireland (320-399); only populations of over 850,000 children reach them."""
     space = 1_000_000
-    if count > 0.85 * space:
-        raise ValueError(f"cannot make {count} unique test-range NHS numbers; lower the scale")
-    candidates = rng.choice(space, size=min(space, int(count * 1.2) + 100), replace=False)
-    numbers = [nhs_number(f"999{c:06d}") for c in candidates]
-    return np.array([n for n in numbers if n is not None][:count], dtype=object)
+    found: list[np.ndarray] = []
+    for prefix in NHS_PREFIXES:
+        need = count - sum(len(f) for f in found)
+        if need <= 0:
+            break
+        take = min(need, int(0.85 * space))
+        candidates = rng.choice(space, size=min(space, int(take * 1.2) + 100), replace=False)
+        bodies = prefix * space + candidates.astype(np.int64)
+        check = nhs_check_digits(bodies)
+        usable = (check >= 0) & (bodies != 999_999_999)  # not all one digit
+        found.append((bodies[usable] * 10 + check[usable])[:take])
+    numbers = np.concatenate(found) if found else np.array([], dtype=np.int64)
+    if len(numbers) < count:
+        raise ValueError(f"cannot make {count} unique unissued NHS numbers; lower the scale")
+    return numbers.astype(str).astype(object)
 
 
 def upn(body: str) -> str:
@@ -616,6 +679,14 @@ def mistype_nhs(rng: np.random.Generator, value: str) -> str:
 def invalidate_nhs(rng: np.random.Generator, value: str) -> str:
     """The same number with a wrong check digit (fails modulus 11)."""
     return value[:9] + str((int(value[9]) + int(rng.integers(1, 10))) % 10)
+
+
+def upns_of(bodies: np.ndarray) -> np.ndarray:
+    """UPNs of all-digit 12-digit bodies (integers): check letter, then the body; upn() for
+    many at once."""
+    digits = (bodies[:, None] // 10 ** np.arange(11, -1, -1, dtype=np.int64)) % 10
+    letters = np.array(list(UPN_LETTERS), dtype=object)[(digits @ np.arange(2, 14)) % 23]
+    return letters + np.char.zfill(bodies.astype(str), 12).astype(object)
 
 
 def mistype_upn(rng: np.random.Generator, value: str) -> str:
@@ -656,7 +727,7 @@ def household_members(
     oldest = rng.random(n) * (MAX_AGE_DAYS + gaps.sum(axis=1))
     offsets = np.concatenate([np.zeros((n, 1)), np.cumsum(gaps, axis=1)], axis=1)
     household = np.repeat(np.arange(n), sizes)
-    rank = np.concatenate([np.arange(k) for k in sizes])
+    rank = np.arange(len(household)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     ages = np.floor(oldest[household] - offsets[household, rank])
     twin = twins[household] & (rank >= sizes[household] - 2)
     kept = np.flatnonzero((ages >= 0) & (ages <= MAX_AGE_DAYS))[:n]
@@ -667,18 +738,79 @@ def household_members(
 
 def postcode_pool(rng: np.random.Generator, area: Area, count: int) -> np.ndarray:
     """`count` distinct postcodes in the area's fictional districts."""
-    found: dict[str, None] = {}
-    letters = np.array(list(POSTCODE_UNIT_LETTERS))
+    letters = np.array(list(POSTCODE_UNIT_LETTERS), dtype=object)
+    if count > 0.8 * len(area.districts) * 10 * len(letters) ** 2:
+        raise ValueError(f"{area.name} has too few districts for {count} postcodes")
+    found = np.array([], dtype=object)
     while len(found) < count:
         size = count * 2
-        district = np.array(area.districts)[rng.integers(len(area.districts), size=size)]
-        sector = rng.integers(10, size=size)
+        districts = np.array(area.districts, dtype=object)
+        district = districts[rng.integers(len(districts), size=size)]
+        sector = rng.integers(10, size=size).astype(str).astype(object)
         unit = letters[rng.integers(len(letters), size=(size, 2))]
-        for d, s, u in zip(district, sector, unit, strict=True):
-            found.setdefault(f"{d} {s}{u[0]}{u[1]}")
-            if len(found) == count:
-                break
-    return np.array(list(found), dtype=object)
+        drawn = district + " " + sector + unit[:, 0] + unit[:, 1]
+        found = pd.unique(np.concatenate([found, drawn]))[:count]
+    return found
+
+
+@cache
+def street_catalogue() -> tuple[np.ndarray, np.ndarray]:
+    """Every street name (data/streets.csv x data/street_types.csv) and its frequency."""
+    types = _read_csv("street_types.csv")
+    names = [f"{r['street']} {t['type']}" for r in _read_csv("streets.csv") for t in types]
+    weights = np.tile([float(t["weight"]) for t in types], len(names) // len(types))
+    return np.array(names, dtype=object), weights / weights.sum()
+
+
+@cache
+def street_abbreviations() -> dict[str, str]:
+    """Street type -> its short form (ROAD -> RD), for the types that have one."""
+    types = _read_csv("street_types.csv")
+    return {t["type"]: t["abbreviation"] for t in types if t["abbreviation"]}
+
+
+@dataclass(frozen=True)
+class AddressBook:
+    """An area's postcode units and the streets of each (several per unit)."""
+
+    postcodes: np.ndarray  # distinct postcode units
+    streets: np.ndarray  # (units, max(STREETS_PER_UNIT)) street names; slots past counts unused
+    counts: np.ndarray  # streets in each unit
+
+
+def address_book(rng: np.random.Generator, pool: np.ndarray) -> AddressBook:
+    """Streets for each postcode unit, drawn from its sector's own streets."""
+    sectors = pd.Series(pool).str[:-2].to_numpy()
+    sector_of = np.unique(sectors, return_inverse=True)[1]
+    per_sector = np.ceil(np.bincount(sector_of) * STREETS_PER_SECTOR_UNIT).astype(int)
+    per_sector = np.maximum(per_sector, 2)
+    first = np.cumsum(per_sector) - per_sector
+    names, p = street_catalogue()
+    sector_streets = names[rng.choice(len(names), size=int(per_sector.sum()), p=p)]
+    slots = max(STREETS_PER_UNIT)
+    chosen = np.floor(rng.random((len(pool), slots)) * per_sector[sector_of][:, None])
+    streets = sector_streets[first[sector_of][:, None] + chosen.astype(int)]
+    return AddressBook(pool, streets, pick(rng, STREETS_PER_UNIT, len(pool)).astype(int))
+
+
+def addresses_at(rng: np.random.Generator, book: AddressBook, units: np.ndarray) -> np.ndarray:
+    """A house number on one of the streets of each postcode unit ('12 Mill Lane')."""
+    slot = np.floor(rng.random(len(units)) * book.counts[units]).astype(int)
+    number = rng.integers(HOUSE_NUMBERS[0], HOUSE_NUMBERS[1] + 1, size=len(units))
+    return number.astype(str).astype(object) + " " + book.streets[units, slot]
+
+
+def household_addresses(
+    rng: np.random.Generator, book: AddressBook, units: np.ndarray
+) -> np.ndarray:
+    """An address for each household at its postcode unit, none shared by two households."""
+    addresses = addresses_at(rng, book, units)
+    for _ in range(50):
+        taken = pd.DataFrame({"unit": units, "address": addresses}).duplicated().to_numpy()
+        if not taken.any():
+            break
+        addresses[taken] = addresses_at(rng, book, units[taken])
+    return addresses
 
 
 def unique_forenames_in_household(
@@ -713,6 +845,8 @@ def build_households(
     sex[second] = np.where(same, sex[second - 1], np.where(sex[second - 1] == "M", "F", "M"))
     twin_of = np.full(n, None, dtype=object)
     pool = postcode_pool(rng, area, math.ceil(households / area.households_per_postcode))
+    ethnicity = pick(rng, area.ethnicity, households)
+    unit = rng.integers(len(pool), size=households)
     return pd.DataFrame(
         {
             "household": household,
@@ -722,8 +856,9 @@ def build_households(
             "sex": sex,
             "is_twin": is_twin,
             "twin_of": twin_of,
-            "ethnicity": pick(rng, area.ethnicity, households)[household],
-            "postcode": pool[rng.integers(len(pool), size=households)][household],
+            "ethnicity": ethnicity[household],
+            "postcode_unit": unit[household],
+            "postcode": pool[unit][household],
             "household_u": rng.random(households)[household],
             "half_sibling": (rng.random(households) < HALF_SIBLING_SHARE)[household],
         }
@@ -845,41 +980,64 @@ def assign_upns(
     serial = frame.groupby(["estab", "yy"]).cumcount().to_numpy() + 1
     if serial.max(initial=0) > 999:
         raise ValueError("more than 999 UPNs for one school and year; add schools")
+    bodies = (int(area.la_number) * 10_000 + frame["estab"].astype(np.int64).to_numpy()) * 10**5
     out = np.full(len(people), None, dtype=object)
-    out[order] = [
-        upn(f"{area.la_number}{e}{y:02d}{s:03d}")
-        for e, y, s in zip(frame["estab"], frame["yy"], serial, strict=True)
-    ]
+    out[order] = upns_of(bodies + entry_year * 1000 + serial)
     return out
 
 
-def build_people(
-    seed: int, area_index: int, area: Area, term: Period, n: int, nhs: np.ndarray, first_id: int
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """The area's true children with identities, SEN, FSM, schools; and its postcode pool."""
-    rng = area_rng(seed, area_index, "people")
+def household_people(
+    rng: np.random.Generator,
+    seed: int,
+    area_index: int,
+    area: Area,
+    term: Period,
+    nhs: np.ndarray,
+    first_id: int,
+) -> tuple[pd.DataFrame, AddressBook]:
+    """The area's true children (one per NHS number) in households, with names, address, age,
+    true id and twin partner; and the area's addresses."""
+    n = len(nhs)
     people, pool = build_households(rng, area, term, n)
     people = name_people(area_rng(seed, area_index, "names"), people)
-    age = ages_on(people["dob"].to_numpy(), term.start - timedelta(days=1))
-    school_age = (age >= SCHOOL_AGES[0]) & (age <= SCHOOL_AGES[1])
-    ids = np.array([f"T{first_id + i:07d}" for i in range(n)], dtype=object)
+    addresses = area_rng(seed, area_index, "addresses")
+    book = address_book(addresses, pool)
+    first = people.drop_duplicates("household")
+    household_address = pd.Series(
+        household_addresses(addresses, book, first["postcode_unit"].to_numpy()),
+        index=first["household"].to_numpy(),
+    )
+    ids = (np.arange(first_id, first_id + n)).astype(str)
+    ids = np.char.add("T", np.char.zfill(ids, 7)).astype(object)
+    twin_of = people["twin_of"].to_numpy()
+    twin_rows = np.flatnonzero(people["is_twin"].to_numpy())
+    youngest = people["rank"].to_numpy() == people["size"].to_numpy() - 1
+    twin_of[twin_rows] = ids[twin_rows + np.where(youngest[twin_rows], -1, 1)]
     people = people.assign(
+        address=household_address[people["household"].to_numpy()].to_numpy(),
         true_id=ids,
         la_code=area.la_code,
-        age=age,
-        on_census=school_age & (rng.random(n) < ON_CENSUS_SHARE),
+        age=ages_on(people["dob"].to_numpy(), term.start - timedelta(days=1)),
         nhs_number=nhs,
+        twin_of=twin_of,
     )
-    twin_rows = np.flatnonzero(people["is_twin"].to_numpy())
-    twin_of = people["twin_of"].to_numpy()
-    youngest = people["rank"].to_numpy() == people["size"].to_numpy() - 1
-    partner = np.where(youngest[twin_rows], -1, 1)
-    twin_of[twin_rows] = ids[twin_rows + partner]
+    return people, book
+
+
+def build_people(
+    seed: int, area_index: int, area: Area, term: Period, nhs: np.ndarray, first_id: int
+) -> tuple[pd.DataFrame, AddressBook]:
+    """The area's true children with identities, SEN, FSM, schools; and its addresses."""
+    rng = area_rng(seed, area_index, "people")
+    people, book = household_people(rng, seed, area_index, area, term, nhs, first_id)
+    n = len(people)
+    age = people["age"].to_numpy()
+    school_age = (age >= SCHOOL_AGES[0]) & (age <= SCHOOL_AGES[1])
+    people = people.assign(on_census=school_age & (rng.random(n) < ON_CENSUS_SHARE))
     sen = assign_sen(rng, people, area)
     primary, secondary = assign_needs(rng, sen, age, area)
     fsm_share = np.array([FSM_SHARE[s] for s in sen]) * area.fsm_factor
     people = people.assign(
-        twin_of=twin_of,
         sen=sen,
         primary_need=primary,
         secondary_need=secondary,
@@ -891,7 +1049,7 @@ def build_people(
         upn=assign_upns(rng, people, area, term, estab),
         plan_start=np.nan,
     )
-    return people, pool
+    return people, book
 
 
 # --- Education: SEN2 requests, census, exclusions --------------------------------------------
@@ -1515,7 +1673,7 @@ def forename_noise(
     """Nicknames (for forenames with a known nickname) and typos."""
     nicks = nicknames_by_canonical()
     n = len(names)
-    known = np.array([name.upper() in nicks for name in names], dtype=bool)
+    known = pd.Series(names, dtype=object).str.upper().isin(list(nicks)).to_numpy()
     nickname = known & (rng.random(n) < rates.get("nickname", 0.0))
     mistyped = ~nickname & (rng.random(n) < rates.get("forename_typo", 0.0))
     out = names.copy()
@@ -1535,12 +1693,18 @@ def surname_noise(
     changed = rng.random(n) < rates.get("surname_change", 0.0)
     mistyped = ~changed & (rng.random(n) < rates.get("surname_typo", 0.0))
     out = names.copy()
-    for i in np.flatnonzero(changed):
-        other = names[i]
-        while other == names[i]:
-            other = draw_surnames(rng, ethnicity[i : i + 1])[0]
-        style = int(rng.integers(3))
-        out[i] = (other, f"{names[i]}-{other}", f"{other}-{names[i]}")[style]
+    rows = np.flatnonzero(changed)
+    own = names[rows]
+    other = draw_surnames(rng, ethnicity[rows])
+    for _ in range(100):
+        same = np.flatnonzero(other == own)
+        if not len(same):
+            break
+        other[same] = draw_surnames(rng, ethnicity[rows[same]])
+    style = rng.integers(3, size=len(rows))
+    out[rows] = np.where(
+        style == 0, other, np.where(style == 1, own + "-" + other, other + "-" + own)
+    )
     for i in np.flatnonzero(mistyped):
         out[i] = typo(rng, names[i])
     return out, {"surname_change": changed, "surname_typo": mistyped}
@@ -1569,45 +1733,77 @@ def dob_noise(
     rng: np.random.Generator, dobs: np.ndarray, rates: Mapping[str, float], latest: date
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Day and month swapped (where that is another valid date), or one component wrong."""
-    dates = [from_day_number(d) for d in dobs]
-    n = len(dates)
-    swappable = np.array(
-        [
-            d.day <= 12 and d.day != d.month and date(d.year, d.day, d.month) <= latest
-            for d in dates
-        ],
-        dtype=bool,
-    )
+    n = len(dobs)
+    days = dobs.astype("int64").astype("datetime64[D]")
+    months = days.astype("datetime64[M]")
+    year = months.astype("datetime64[Y]")
+    month = (months - year).astype(int) + 1
+    day = (days - months).astype(int) + 1
+    swapped_dob = (year + (day - 1).astype("timedelta64[M]")).astype("datetime64[D]") + (month - 1)
+    swappable = (day <= 12) & (day != month) & (swapped_dob <= np.datetime64(latest))
     swapped = swappable & (rng.random(n) < rates.get("dob_swap", 0.0))
     wrong = ~swapped & (rng.random(n) < rates.get("dob_wrong", 0.0))
-    out = dobs.copy()
-    for i in np.flatnonzero(swapped):
-        out[i] = day_number(date(dates[i].year, dates[i].day, dates[i].month))
+    out = np.where(swapped, swapped_dob.astype("int64").astype(float), dobs)
     for i in np.flatnonzero(wrong):
-        out[i] = day_number(wrong_dob(rng, dates[i], latest))
+        out[i] = day_number(wrong_dob(rng, from_day_number(dobs[i]), latest))
     return out, {"dob_swap": swapped, "dob_wrong": wrong}
 
 
-def postcode_noise(
+def mistype_address(rng: np.random.Generator, address: str) -> str:
+    """One keying error in the street name of an address."""
+    number, _, street = address.partition(" ")
+    return f"{number} {typo(rng, street)}"
+
+
+def abbreviate_address(rng: np.random.Generator, address: str) -> str:
+    """The street type in its short form (Road -> Rd) or, half the time and always where it has
+    none, the address without its house number."""
+    number, _, street = address.partition(" ")
+    name, _, kind = street.rpartition(" ")
+    short = street_abbreviations().get(kind)
+    if short and rng.random() < 0.5:
+        return f"{number} {name} {short}"
+    return street
+
+
+def address_noise(
     rng: np.random.Generator,
-    households: np.ndarray,
-    postcodes: np.ndarray,
-    pool: np.ndarray,
+    people: pd.DataFrame,
+    book: AddressBook,
+    rates: Mapping[str, float],
     moved_rate: float,
-    missing_rate: float,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Moves (the agency holds another address in the area, per household) and gaps."""
-    unique, inverse = np.unique(households, return_inverse=True)
-    index = {pc: i for i, pc in enumerate(pool)}
-    current = np.array([index[pc] for pc in postcodes], dtype=int)
-    other = (current + rng.integers(1, max(len(pool), 2), size=len(postcodes))) % len(pool)
-    first_member = np.unique(inverse, return_index=True)[1]
-    household_other = other[first_member][inverse]
-    moved = (rng.random(len(unique)) < moved_rate)[inverse] & (len(pool) > 1)
-    missing = rng.random(len(postcodes)) < missing_rate
-    out = np.where(moved, pool[household_other], postcodes)
-    out = np.where(missing, None, out)
-    return out, {"moved": moved & ~missing, "postcode_missing": missing}
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(postcode, address lines, flags): moves (another address and postcode in the area, the
+    same for the whole household), gaps, keying errors and abbreviations."""
+    n = len(people)
+    _, first, inverse = np.unique(
+        people["household"].to_numpy(), return_index=True, return_inverse=True
+    )
+    units = len(book.postcodes)
+    other = people["postcode_unit"].to_numpy()[first] + rng.integers(1, max(units, 2), len(first))
+    other %= units
+    other_address = addresses_at(rng, book, other)
+    moved = (rng.random(len(first)) < moved_rate)[inverse] & (units > 1)
+    postcode = np.where(moved, book.postcodes[other][inverse], people["postcode"].to_numpy())
+    address = np.where(moved, other_address[inverse], people["address"].to_numpy())
+    postcode_missing = rng.random(n) < rates.get("postcode_missing", 0.0)
+    u = rng.random(n)
+    bands = np.cumsum(
+        [rates.get(k, 0.0) for k in ("address_missing", "address_typo", "address_abbreviated")]
+    )
+    kind = np.searchsorted(bands, u, side="right")  # 0 missing, 1 typo, 2 abbreviated, 3 none
+    for i in np.flatnonzero(kind == 1):
+        address[i] = mistype_address(rng, address[i])
+    for i in np.flatnonzero(kind == 2):
+        address[i] = abbreviate_address(rng, address[i])
+    flags = {
+        "moved": moved & ~(postcode_missing & (kind == 0)),
+        "postcode_missing": postcode_missing,
+        "address_missing": kind == 0,
+        "address_typo": kind == 1,
+        "address_abbreviated": kind == 2,
+    }
+    return np.where(postcode_missing, None, postcode), np.where(kind == 0, None, address), flags
 
 
 def identifier_noise(
@@ -1619,7 +1815,7 @@ def identifier_noise(
     mistype: Callable[[np.random.Generator, str], str],
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A recorded identifier: missing, failing its check, or another valid one by a keying slip."""
-    present = np.array([v is not None for v in values], dtype=bool)
+    present = pd.notna(values)
     u = rng.random(len(values))
     p_missing = rates.get(f"{kind}_missing", 0.0)
     p_invalid = p_missing + rates.get(f"{kind}_invalid", 0.0)
@@ -1636,30 +1832,37 @@ def identifier_noise(
     return out, flags
 
 
+def noise_labels(flags: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    """The noise kinds of each record, comma-separated in NOISE_KINDS order ('' for none)."""
+    code = np.zeros(n, dtype=np.int64)
+    for bit, kind in enumerate(NOISE_KINDS):
+        if kind in flags:
+            code |= flags[kind].astype(np.int64) << bit
+    unique, inverse = np.unique(code, return_inverse=True)
+    labels = [",".join(k for b, k in enumerate(NOISE_KINDS) if c >> b & 1) for c in unique]
+    return np.array(labels, dtype=object)[inverse]
+
+
 def noisy_identity(
     rng: np.random.Generator,
     agency: str,
     people: pd.DataFrame,
     area: Area,
-    pool: np.ndarray,
+    book: AddressBook,
     latest: date,
+    rates: Mapping[str, float],
+    extra: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """The agency's version of each child's identity, and the noise kinds applied to it."""
-    rates = NOISE_RATES[agency]
+    """The agency's version of each child's identity with noise at `rates`, and the noise kinds
+    applied to it (with any `extra` flags, such as duplicate_record)."""
     n = len(people)
     forename, f_flags = forename_noise(rng, people["forename"].to_numpy(), rates)
     surname, s_flags = surname_noise(
         rng, people["surname"].to_numpy(), people["ethnicity"].to_numpy(), rates
     )
     dob, d_flags = dob_noise(rng, people["dob"].to_numpy(), rates, latest)
-    postcode, p_flags = postcode_noise(
-        rng,
-        people["household"].to_numpy(),
-        people["postcode"].to_numpy(),
-        pool,
-        rates.get("moved", 0.0) * area.move_factor,
-        rates.get("postcode_missing", 0.0),
-    )
+    moved_rate = rates.get("moved", 0.0) * area.move_factor
+    postcode, address, a_flags = address_noise(rng, people, book, rates, moved_rate)
     nhs, n_flags = identifier_noise(
         rng, people["nhs_number"].to_numpy(), rates, "nhs", invalidate_nhs, mistype_nhs
     )
@@ -1672,14 +1875,13 @@ def noisy_identity(
         **f_flags,
         **s_flags,
         **d_flags,
-        **p_flags,
+        **a_flags,
         **n_flags,
         **u_flags,
         "sex_unknown": unknown_sex,
         "ethnicity_unrecorded": unrecorded,
+        **(extra or {}),
     }
-    stacked = np.column_stack([flags[k] for k in NOISE_KINDS])
-    noise = [",".join(k for k, on in zip(NOISE_KINDS, row, strict=True) if on) for row in stacked]
     return pd.DataFrame(
         {
             "true_id": people["true_id"].to_numpy(),
@@ -1690,33 +1892,133 @@ def noisy_identity(
             "dob": dob,
             "sex": np.where(unknown_sex, "U", people["sex"].to_numpy()),
             "postcode": postcode,
+            "address": address,
             "ethnicity": np.where(
                 unrecorded, UNRECORDED_ETHNICITY[agency], people["ethnicity"].to_numpy()
             ),
-            "noise": noise,
+            "noise": noise_labels(flags, n),
         }
     )
 
 
-def agency_identity(
-    seed: int, area_index: int, agency: str, data: AreaData, term: Period
+def duplicate_rates(agency: str) -> dict[str, float]:
+    """The noise rates of a child's second record: its agency's, with identifiers more often
+    missing."""
+    rates = dict(NOISE_RATES[agency])
+    for kind in ("nhs_missing", "upn_missing"):
+        rates[kind] = max(rates.get(kind, 0.0), DUPLICATE_ID_MISSING)
+    return rates
+
+
+def draw_duplicates(rng: np.random.Generator, rate: float, eligible: np.ndarray) -> np.ndarray:
+    """Which children have a second record: `rate` of all of them, drawn among the eligible."""
+    chance = min(1.0, rate * len(eligible) / max(int(eligible.sum()), 1))
+    return eligible & (rng.random(len(eligible)) < chance)
+
+
+def agency_identities(
+    rng: np.random.Generator,
+    agency: str,
+    people: pd.DataFrame,
+    twice: np.ndarray,
+    area: Area,
+    book: AddressBook,
+    latest: date,
 ) -> pd.DataFrame:
-    """Local ids and identity versions of every child the agency holds a record for."""
-    known: set[str] = set()
-    for c in agency_contracts(agency):
-        known.update(data.events[c.name]["true_id"])
+    """The agency's person records: one identity version per child (record 0) and a second,
+    independently noisy one (record 1) for the children in `twice`."""
+    first = noisy_identity(rng, agency, people, area, book, latest, NOISE_RATES[agency])
+    again = people[twice]
+    extra = {"duplicate_record": np.ones(len(again), dtype=bool)}
+    second = noisy_identity(rng, agency, again, area, book, latest, duplicate_rates(agency), extra)
+    return pd.concat([first.assign(record=0), second.assign(record=1)], ignore_index=True)
+
+
+def with_local_ids(
+    identity: pd.DataFrame, agency: str, area: Area, rng: np.random.Generator
+) -> pd.DataFrame:
+    """The records with the agency, area and a local id each ('HLT-E09000099-004217')."""
+    serial = rng.permutation(len(identity) * 3)[AGENCIES.index(agency) :: 3][: len(identity)] + 1
+    prefix = f"{LOCAL_ID_PREFIX[agency]}-{area.la_code}-"
+    local_id = np.char.add(prefix, np.char.zfill(serial.astype(str), 6)).astype(object)
+    return identity.assign(agency=agency, la_code=area.la_code, local_id=local_id)
+
+
+def rows_per_child(frames: Sequence[pd.DataFrame], true_ids: pd.Series) -> np.ndarray:
+    """How many rows of the frames each child (true_ids) has."""
+    if not frames:
+        return np.zeros(len(true_ids), dtype=int)
+    counts = pd.concat([f["true_id"] for f in frames]).value_counts()
+    return true_ids.map(counts).fillna(0).to_numpy().astype(int)
+
+
+def movable_rows(agency: str, name: str, frame: pd.DataFrame) -> np.ndarray:
+    """Rows that can sit on a child's second record: those of DUPLICATE_EXTRACTS, but rows
+    other extracts' rules find by local id (PROTECTED_ROWS: SEN2's issued plans)."""
+    if name not in DUPLICATE_EXTRACTS[agency]:
+        return np.zeros(len(frame), dtype=bool)
+    if name in PROTECTED_ROWS:
+        column, value = PROTECTED_ROWS[name]
+        return (frame[column] != value).to_numpy()
+    return np.ones(len(frame), dtype=bool)
+
+
+def duplicable(agency: str, events: Mapping[str, pd.DataFrame], true_ids: pd.Series) -> np.ndarray:
+    """Children whose rows can be shared between two records: at least two rows, one of them
+    movable."""
+    movable = [f[movable_rows(agency, n, f)] for n, f in events.items()]
+    fixed = [f[~movable_rows(agency, n, f)] for n, f in events.items()]
+    m, k = rows_per_child(movable, true_ids), rows_per_child(fixed, true_ids)
+    return (m >= 1) & (m + k >= 2)
+
+
+def split_events(
+    rng: np.random.Generator, agency: str, events: Mapping[str, pd.DataFrame], twice: pd.Series
+) -> dict[str, pd.DataFrame]:
+    """The agency's rows with the record each belongs to: 0, or 1 for some of the movable rows
+    of the children in `twice` (true ids), leaving each of their two records at least one."""
+    out = {name: frame.assign(record=0) for name, frame in events.items()}
+    movable = pd.concat(
+        [
+            pd.DataFrame({"extract": name, "row": rows, "true_id": f["true_id"].to_numpy()[rows]})
+            for name, f in events.items()
+            for rows in [np.flatnonzero(movable_rows(agency, name, f) & f["true_id"].isin(twice))]
+        ],
+        ignore_index=True,
+    )
+    fixed = [f[~movable_rows(agency, n, f)] for n, f in events.items()]
+    fixed_rows = rows_per_child(fixed, movable["true_id"])
+    order = np.lexsort((rng.random(len(movable)), movable["true_id"].to_numpy()))
+    movable, fixed_rows = movable.iloc[order].reset_index(drop=True), fixed_rows[order]
+    rank = movable.groupby("true_id").cumcount().to_numpy()
+    record = (rng.random(len(movable)) < 0.5).astype(int)
+    record = np.where(rank == 0, (fixed_rows > 0).astype(int), record)
+    record = np.where((rank == 1) & (fixed_rows == 0), 1, record)
+    for name in events:
+        mine = movable[movable["extract"] == name]
+        column = out[name]["record"].to_numpy().copy()
+        column[mine["row"].to_numpy()] = record[mine.index.to_numpy()]
+        out[name] = out[name].assign(record=column)
+    return out
+
+
+def agency_records(
+    seed: int, area_index: int, agency: str, data: AreaData, term: Period
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The agency's person records (a local id and identity version each; a few children held
+    twice) and the rows of its extracts, each with the record (0 or 1) it belongs to."""
+    events = {c.name: data.events[c.name] for c in agency_contracts(agency)}
+    known = pd.unique(pd.concat([f["true_id"] for f in events.values()]))
     people = data.people[data.people["true_id"].isin(known)]
+    rate = NOISE_RATES[agency].get("duplicate_record", 0.0)
+    pick_rng = agency_rng(seed, area_index, "duplicates", agency)
+    twice = draw_duplicates(pick_rng, rate, duplicable(agency, events, people["true_id"]))
+    events = split_events(pick_rng, agency, events, people["true_id"][twice])
     rng = area_rng(seed, area_index, f"noise_{agency}")
     latest = term.start - timedelta(days=1)
-    identity = noisy_identity(rng, agency, people, data.area, data.postcodes, latest)
-    serial = area_rng(seed, area_index, "local_ids").permutation(len(people) * 3)
-    serial = serial[AGENCIES.index(agency) :: 3][: len(people)] + 1
-    prefix = f"{LOCAL_ID_PREFIX[agency]}-{data.area.la_code}"
-    return identity.assign(
-        agency=agency,
-        la_code=data.area.la_code,
-        local_id=[f"{prefix}-{s:06d}" for s in serial],
-    )
+    identity = agency_identities(rng, agency, people, twice, data.area, data.addresses, latest)
+    ids = area_rng(seed, area_index, "local_ids")
+    return with_local_ids(identity, agency, data.area, ids), events
 
 
 # --- Writing ---------------------------------------------------------------------------------
@@ -1757,9 +2059,10 @@ def format_column(values: np.ndarray, kind: str, style: ExportStyle) -> list[str
 
 
 def extract_frame(contract: Contract, events: pd.DataFrame, identity: pd.DataFrame) -> pd.DataFrame:
-    """The extract as the agency exports it: identity block then payload, ordered by local id."""
+    """The extract as the agency exports it: identity block then payload, ordered by local id.
+    Rows and identities meet on (true_id, record): record 1 is a child's second record."""
     merged = events.drop(columns=["la_code"]).merge(
-        identity, on="true_id", how="left", validate="many_to_one"
+        identity, on=["true_id", "record"], how="left", validate="many_to_one"
     )
     order = ["local_id" if k == "person_token" else k for k in contract.key]
     merged = merged.sort_values(order, kind="mergesort")
@@ -2106,6 +2409,7 @@ TRUTH_CHILDREN: tuple[tuple[str, str, pa.DataType], ...] = (
     ("sex", "sex", pa.string()),
     ("ethnicity", "ethnicity", pa.string()),
     ("postcode", "postcode", pa.string()),
+    ("address", "address", pa.string()),
     ("nhs_number", "nhs_number", pa.string()),
     ("upn", "upn", pa.string()),
     ("age", "age", pa.int32()),
@@ -2138,10 +2442,10 @@ def write_truth(
 
 # --- The whole run ---------------------------------------------------------------------------
 def simulate_area(
-    seed: int, area_index: int, area: Area, term: Period, n: int, nhs: np.ndarray, first_id: int
+    seed: int, area_index: int, area: Area, term: Period, nhs: np.ndarray, first_id: int
 ) -> AreaData:
     """Children of one area and every agency's events about them."""
-    people, pool = build_people(seed, area_index, area, term, n, nhs, first_id)
+    people, book = build_people(seed, area_index, area, term, nhs, first_id)
     sen2, people = sen2_rows(area_rng(seed, area_index, "sen2"), people, area, term)
     standing, people = standing_plan_rows(
         area_rng(seed, area_index, "sen2_plans"), people, area, term
@@ -2172,7 +2476,107 @@ def simulate_area(
         protection_plan=people["true_id"].isin(set(cpp)).to_numpy(),
         looked_after=lac,
     )
-    return AreaData(area=area, people=people, events=events, postcodes=pool)
+    return AreaData(area=area, people=people, events=events, addresses=book)
+
+
+# --- Identity rows only, for the linkage benchmarks ----------------------------------------
+LINKAGE_COVERAGE = 0.8  # share of the population each agency holds in a linkage population
+LINKAGE_PERIOD = "2024-25"
+EXTRA_DISTRICT_SUFFIXES = "ABCDEFGHJKLMNPQRSTUVWXY"  # SH1A-style outward codes beyond SH99
+POSTCODE_DENSITY = 0.25  # at most this share of an area's possible postcode units in use
+
+
+@dataclass(frozen=True)
+class LinkagePopulation:
+    """Identity rows of a synthetic population as each agency holds them, and the truth."""
+
+    raw: dict[str, pd.DataFrame]  # agency -> one row per record: its raw identity fields, la_code
+    truth: pd.DataFrame  # agency, local_id, true_id (a child held twice has two), la_code, noise
+
+
+def agency_identity_fields(agency: str) -> list[str]:
+    """The raw identity fields the agency's contracts hold, in identity.json order."""
+    held = {f for c in agency_contracts(agency) for f in c.identity}
+    return [c.name for c in identity_columns("raw") if c.name in held]
+
+
+def linkage_sizes(total: int) -> list[int]:
+    """`total` children shared among the areas in proportion to their size."""
+    weights = np.array([a.size for a in AREAS], dtype=float)
+    sizes = np.floor(total * weights / weights.sum()).astype(int)
+    sizes[np.argsort(-weights)[: total - sizes.sum()]] += 1
+    return sizes.tolist()
+
+
+def with_room_for(area: Area, n: int) -> Area:
+    """The area with enough postcode districts for n children at its household density."""
+    units = 10 * len(POSTCODE_UNIT_LETTERS) ** 2  # per district
+    needed = math.ceil(n / area.households_per_postcode / (units * POSTCODE_DENSITY))
+    if needed <= len(area.districts):
+        return area
+    prefix = area.districts[0].rstrip("0123456789")
+    codes = [f"{prefix}{i}" for i in range(1, 100)]
+    codes += [f"{prefix}{i}{x}" for i in range(1, 10) for x in EXTRA_DISTRICT_SUFFIXES]
+    if needed > len(codes):
+        raise ValueError(f"{area.name} cannot hold {n} children")
+    return replace(area, districts=tuple(codes[:needed]))
+
+
+def linkage_people(
+    seed: int, area_index: int, area: Area, nhs: np.ndarray, first_id: int
+) -> tuple[pd.DataFrame, AddressBook]:
+    """An area's true children with identities (households, names, addresses, NHS numbers,
+    UPNs from the area's primary schools) and its addresses, without SEN or events."""
+    term = Period(LINKAGE_PERIOD)
+    people, book = household_people(
+        area_rng(seed, area_index, "people"), seed, area_index, area, term, nhs, first_id
+    )
+    rng = area_rng(seed, area_index, "linkage")
+    primary = [e for _, e in area_schools(area_index, len(people))["primary"]]
+    estab = np.array(primary, dtype=object)[rng.integers(len(primary), size=len(people))]
+    return people.assign(upn=assign_upns(rng, people, area, term, estab)), book
+
+
+def linkage_population(children_per_agency: int, seed: int) -> LinkagePopulation:
+    """Identity rows for the linkage benchmarks: a population of children_per_agency /
+    LINKAGE_COVERAGE children over the areas, each agency holding a random LINKAGE_COVERAGE of
+    them with its NOISE_RATES, second records and twins as in `generate`. Dates of birth are
+    ISO text, as the raw extracts hold them."""
+    term = Period(LINKAGE_PERIOD)
+    latest = term.start - timedelta(days=1)
+    sizes = linkage_sizes(math.ceil(children_per_agency / LINKAGE_COVERAGE))
+    nhs = valid_nhs_numbers(area_rng(seed, len(AREAS), "identifiers"), sum(sizes))
+    raw: dict[str, list[pd.DataFrame]] = {agency: [] for agency in AGENCIES}
+    first_id = 0
+    for index, (template, n) in enumerate(zip(AREAS, sizes, strict=True)):
+        area = with_room_for(template, n)
+        people, book = linkage_people(seed, index, area, nhs[first_id : first_id + n], first_id)
+        first_id += n
+        for agency in AGENCIES:
+            held = people[agency_rng(seed, index, "linkage", agency).random(n) < LINKAGE_COVERAGE]
+            twice = draw_duplicates(
+                agency_rng(seed, index, "duplicates", agency),
+                NOISE_RATES[agency].get("duplicate_record", 0.0),
+                np.ones(len(held), dtype=bool),
+            )
+            rng = area_rng(seed, index, f"noise_{agency}")
+            identity = agency_identities(rng, agency, held, twice, area, book, latest)
+            ids = agency_rng(seed, index, "local_ids", agency)
+            raw[agency].append(with_local_ids(identity, agency, area, ids))
+    frames = {agency: pd.concat(parts, ignore_index=True) for agency, parts in raw.items()}
+    truth = pd.concat(
+        [f[["agency", "local_id", "true_id", "la_code", "noise"]] for f in frames.values()],
+        ignore_index=True,
+    )
+    return LinkagePopulation(
+        raw={
+            agency: frame.assign(dob=iso_dates(frame["dob"].to_numpy()))[
+                [*agency_identity_fields(agency), "la_code"]
+            ]
+            for agency, frame in frames.items()
+        },
+        truth=truth,
+    )
 
 
 def area_sizes(scale: float) -> list[int]:
@@ -2204,17 +2608,16 @@ def generate(
     bad_rows: list[dict[str, object]] = []
     first_id = 0
     for index, (area, n) in enumerate(zip(AREAS, sizes, strict=True)):
-        data = simulate_area(seed, index, area, term, n, nhs[first_id : first_id + n], first_id)
+        data = simulate_area(seed, index, area, term, nhs[first_id : first_id + n], first_id)
         first_id += n
         children.append(data.people)
         rng = area_rng(seed, index, "bad_rows")
         for agency in AGENCIES:
-            identity = agency_identity(seed, index, agency, data, term)
+            identity, events = agency_records(seed, index, agency, data, term)
             identities.append(identity)
             records[agency][area.la_code] = len(identity)
             frames = {
-                c.name: extract_frame(c, data.events[c.name], identity)
-                for c in agency_contracts(agency)
+                c.name: extract_frame(c, events[c.name], identity) for c in agency_contracts(agency)
             }
             exports = agency_exports(rng, frames, kinds, bad_row_rate, term, index == 0)
             for c in agency_contracts(agency):
