@@ -1,21 +1,33 @@
-"""Comparison vectors: graded agreement levels per candidate pair, built with recordlinkage."""
+"""Comparison vectors: graded agreement levels per candidate pair, built with recordlinkage.
+
+Every pseudonymised column is turned once into integers (`prepare_side`): a token or clear value
+becomes a 63-bit code, equal for equal values in any agency (-1 for null); a Bloom filter becomes
+a row of 64-bit words; the near tokens of an NHS number or UPN become one 64-bit word per masked
+position. Blocking and comparison then work on integer arrays only, chunk by chunk.
+"""
 
 from __future__ import annotations
 
+import binascii
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import recordlinkage
 from recordlinkage.base import BaseCompareFeature
-from recordlinkage.compare import Exact
 
+from joinedup.contracts import code_lists
 from joinedup.link.records import BIRTH_MONTH, BIRTH_YEAR, ROW, UNKNOWN_SEX
-from joinedup.pseudonymise import bloom_to_array, dice
+from joinedup.pseudonymise import dice, near_token_agreement, near_tokens_to_array
 
 log = logging.getLogger(__name__)
-COMPARE_CHUNK_PAIRS = 250_000
+COMPARE_CHUNK_PAIRS = 1_000_000
+NULL_CODE = -1
+HEX_PER_WORD = 16
 
 # ----------------------------------------------------------------------------------------------
 # 3. Comparison levels
@@ -37,16 +49,61 @@ class Comparison:
 MISSING = "missing"
 DICE_THRESHOLDS = (0.9, 0.75, 0.5)
 DICE_LEVELS = tuple(f"dice{round(100 * t)}" for t in DICE_THRESHOLDS)
+IDENTIFIER_LEVELS = (MISSING, "agree", "one_character", "disagree")
+# Postcode and address lines in one comparison: a household shares both and a move changes both,
+# so as two comparisons they would count the same evidence twice.
+RESIDENCE_LEVELS = (
+    MISSING,
+    "postcode_address",  # same full postcode, address Dice >= ADDRESS_SAME
+    "postcode",  # same full postcode, address missing on a side
+    "postcode_other_address",  # same full postcode, another address (a neighbour)
+    "address",  # same address lines (Dice >= ADDRESS_CLOSE), postcode different or missing
+    "sector",
+    "district",
+    "disagree",
+)
+ADDRESS_SAME = 0.75
+ADDRESS_CLOSE = 0.9
 COMPARISONS: tuple[Comparison, ...] = (
-    Comparison("nhs", (MISSING, "agree", "disagree")),
-    Comparison("upn", (MISSING, "agree", "disagree")),
-    Comparison("forename", (MISSING, "exact", "alt", *DICE_LEVELS, "disagree")),
+    Comparison("nhs", IDENTIFIER_LEVELS),
+    Comparison("upn", IDENTIFIER_LEVELS),
+    Comparison("forename", (MISSING, "exact", "alt", *DICE_LEVELS, "phonetic", "disagree")),
     Comparison("surname", (MISSING, "exact", *DICE_LEVELS, "disagree")),
     Comparison("dob", (MISSING, "exact", "year_month", "year", "month", "disagree")),
     Comparison("sex", (MISSING, "agree", "disagree")),
-    Comparison("postcode", (MISSING, "full", "sector", "district", "disagree")),
+    Comparison("residence", RESIDENCE_LEVELS),
+    Comparison("ethnicity", (MISSING, "exact", "group", "disagree")),
+    Comparison("area", (MISSING, "agree", "disagree")),
 )
 COMPARISON_NAMES = tuple(c.name for c in COMPARISONS)
+
+# Columns coded as integers (tokens and clear values), Bloom filters and near-token columns.
+CODED_COLUMNS = (
+    "nhs_token",
+    "upn_token",
+    "forename_token",
+    "forename_alt_token",
+    "forename_phonetic_token",
+    "surname_token",
+    "surname_phonetic_token",
+    "dob_token",
+    "birth_ym",
+    "sex",
+    "postcode_token",
+    "postcode_sector_token",
+    "postcode_district",
+    "ethnicity",
+    "ethnicity_group",
+    "la_code",
+)
+ETHNICITY_GROUP = "ethnicity_group"
+UNKNOWN_ETHNICITY_GROUP = "Unknown"  # refused or not yet obtained: treated as missing
+BLOOM_COLUMNS = {
+    "forename": "forename_bloom",
+    "surname": "surname_bloom",
+    "address": "address_bloom",
+}
+NEAR_TOKEN_COLUMNS = {"nhs": ("nhs_near_tokens", 10), "upn": ("upn_near_tokens", 13)}
 
 
 def level_code(comparison: str, level: str) -> int:
@@ -55,45 +112,157 @@ def level_code(comparison: str, level: str) -> int:
 
 @dataclass(frozen=True)
 class Side:
-    """One agency's person records prepared for comparison, with their Bloom filters as bits."""
+    """One agency's person records as integers, in canonical order (by person_token).
+
+    `records` holds person_token, the row id and every coded column under its own name (int64,
+    -1 for null); Bloom filters are uint64 word matrices, one row per record (zeros: missing);
+    near tokens are uint64 matrices, one word per masked position (zeros: nothing recorded).
+    """
 
     agency: str
     records: pd.DataFrame
     forename_bits: np.ndarray
     surname_bits: np.ndarray
+    address_bits: np.ndarray
+    nhs_near: np.ndarray
+    upn_near: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+# --- turning columns into integers -----------------------------------------------------------
+
+
+def as_string_array(values: pd.Series | None, length: int) -> pa.Array:
+    """A column as one Arrow string array (all null when the column is absent)."""
+    if values is None:
+        return pa.nulls(length, pa.string())
+    array = pa.array(values, from_pandas=True)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if pa.types.is_null(array.type):
+        return pa.nulls(length, pa.string())
+    return array.cast(pa.large_string())
+
+
+def value_codes(array: pa.Array) -> np.ndarray:
+    """int64 code per value, equal for equal strings in any frame (a 63-bit hash); -1 for null."""
+    encoded = pc.dictionary_encode(array)
+    dictionary = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
+    hashed = pd.util.hash_array(dictionary, categorize=False) >> np.uint64(1)
+    indices = encoded.indices.fill_null(-1).to_numpy()
+    codes = np.full(len(array), NULL_CODE, dtype=np.int64)
+    present = indices >= 0
+    codes[present] = hashed.astype(np.int64)[indices[present]]
+    return codes
+
+
+def hex_words(array: pa.Array, words: int) -> np.ndarray:
+    """uint64 matrix (rows, words) from hex strings of 16 * words characters; zeros for null.
+
+    The hex of all non-null values is decoded in one call from the Arrow data buffer, without a
+    Python object per value.
+    """
+    out = np.zeros((len(array), words), dtype=np.uint64)
+    present = array.is_valid().to_numpy(zero_copy_only=False)
+    filled = array.drop_null()
+    if not len(filled):
+        return out
+    lengths = pc.binary_length(filled).to_numpy()
+    if (lengths != HEX_PER_WORD * words).any():
+        raise ValueError(f"expected {HEX_PER_WORD * words} hex characters per value")
+    offsets = np.frombuffer(filled.buffers()[1], dtype=np.int64)[filled.offset :]
+    start, stop = int(offsets[0]), int(offsets[len(filled)])
+    raw = binascii.unhexlify(memoryview(filled.buffers()[2])[start:stop])
+    out[present] = np.frombuffer(raw, dtype=">u8").reshape(len(filled), words)
+    return out
+
+
+def birth_parts(birth_ym: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Birth year and month as integers (-1 for null) from 'YYYY-MM'."""
+    parts = []
+    for start, stop in ((0, 4), (5, 7)):
+        piece = pc.utf8_slice_codeunits(birth_ym, start, stop)
+        parts.append(pc.cast(piece, pa.int64()).fill_null(NULL_CODE).to_numpy())
+    return parts[0], parts[1]
 
 
 def prepare_side(agency: str, records: pd.DataFrame, bloom_bits: int) -> Side:
-    """Records of one agency in canonical order (by person_token), with helper columns."""
-    frame = records.sort_values("person_token", kind="mergesort").reset_index(drop=True).copy()
-    frame[ROW] = np.arange(len(frame))
-    frame["sex"] = frame["sex"].where(frame["sex"] != UNKNOWN_SEX, None)
-    frame[BIRTH_YEAR] = frame["birth_ym"].str.slice(0, 4)
-    frame[BIRTH_MONTH] = frame["birth_ym"].str.slice(5, 7)
+    """Records of one agency in canonical order (by person_token), coded as integers.
+
+    Columns an agency does not hold (or a frame lacks) are null, i.e. 'missing' in every pair.
+    """
+    n = len(records)
+    tokens = as_string_array(records["person_token"], n)
+    order = pc.sort_indices(tokens).to_numpy()
+
+    def string_column(name: str) -> pa.Array:
+        return as_string_array(records.get(name), n)
+
+    person = tokens.take(order).to_numpy(zero_copy_only=False).astype(object)
+    coded = {"person_token": person, ROW: np.arange(n)}
+    for name in CODED_COLUMNS:
+        values = ethnicity_groups(string_column("ethnicity")) if name == ETHNICITY_GROUP else None
+        values = string_column(name) if values is None else values
+        if name == "sex":
+            values = pc.if_else(pc.equal(values, UNKNOWN_SEX), None, values)
+        coded[name] = value_codes(values)[order]
+    unknown = coded[ETHNICITY_GROUP] == NULL_CODE
+    coded["ethnicity"][unknown] = NULL_CODE
+    year, month = birth_parts(string_column("birth_ym"))
+    coded[BIRTH_YEAR], coded[BIRTH_MONTH] = year[order], month[order]
+    words = bloom_bits // 64
+    bits = {k: hex_words(string_column(c), words)[order] for k, c in BLOOM_COLUMNS.items()}
+    near = {
+        k: near_tokens_to_array(string_column(c), w)[order]
+        for k, (c, w) in NEAR_TOKEN_COLUMNS.items()
+    }
     return Side(
         agency=agency,
-        records=frame,
-        forename_bits=bloom_to_array(frame["forename_bloom"].tolist(), bloom_bits),
-        surname_bits=bloom_to_array(frame["surname_bloom"].tolist(), bloom_bits),
+        records=pd.DataFrame(coded),
+        forename_bits=bits["forename"],
+        surname_bits=bits["surname"],
+        address_bits=bits["address"],
+        nhs_near=near["nhs"],
+        upn_near=near["upn"],
     )
 
 
+def ethnicity_groups(ethnicity: pa.Array) -> pa.Array:
+    """The ethnicity group of each code (schemas/codes.json); null for unknown or refused."""
+    known = code_lists()[ETHNICITY_GROUP].items()
+    groups = {k: v for k, v in known if v != UNKNOWN_ETHNICITY_GROUP}
+    codes = pa.array(list(groups), pa.large_string())
+    index = pc.index_in(ethnicity.cast(pa.large_string()), value_set=codes)
+    return pa.array(list(groups.values()), pa.large_string()).take(index)
+
+
+# --- recordlinkage comparison features -------------------------------------------------------
+
+
 def null_mask(*values: np.ndarray) -> np.ndarray:
-    """True where any of the arrays is null."""
-    return np.logical_or.reduce([pd.isna(v) for v in values])
+    """True where any of the code arrays is null."""
+    return np.logical_or.reduce([np.asarray(v) == NULL_CODE for v in values])
 
 
 def equal_not_null(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Elementwise a == b, False where either is null."""
-    return (a == b) & ~null_mask(a, b)
+    return (a == b) & (a != NULL_CODE)
+
+
+def rows_of(left: pd.Series, right: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    return left.to_numpy(np.int64), right.to_numpy(np.int64)
 
 
 class NameLevels(BaseCompareFeature):
-    """Name agreement: missing (first token null), equal on each token column in turn (e.g. the
-    name, then its nickname-resolved form), Dice >= each threshold, else.
+    """Name agreement: missing, equal on each token column in turn (e.g. the name, then its
+    nickname-resolved form), Dice >= each threshold, equal on each fallback column (e.g. the
+    phonetic code: a keying error that garbles a short name), else.
 
-    Labels on each side are the token columns then the row id, which indexes the side's Bloom
-    filter bits (compared by Dice coefficient).
+    Labels on each side are the token columns, the fallback columns, then the row id, which
+    indexes the side's Bloom filter words (compared by Dice coefficient). Missing: the first
+    token column is null on either side or, without token columns, either filter is empty.
     """
 
     name = "name_levels"
@@ -106,10 +275,12 @@ class NameLevels(BaseCompareFeature):
         right_bits: np.ndarray,
         label: str,
         thresholds: tuple[float, ...] = DICE_THRESHOLDS,
+        fallback_columns: tuple[str, ...] = (),
     ) -> None:
-        labels = [*token_columns, ROW]
+        labels = [*token_columns, *fallback_columns, ROW]
         super().__init__(labels, labels, label=label)
         self.width = len(labels)
+        self.tokens = len(token_columns)
         self.left_bits = left_bits
         self.right_bits = right_bits
         self.thresholds = thresholds
@@ -117,13 +288,52 @@ class NameLevels(BaseCompareFeature):
     def _compute_vectorized(self, *series: pd.Series) -> np.ndarray:
         left = [s.to_numpy() for s in series[: self.width]]
         right = [s.to_numpy() for s in series[self.width :]]
-        missing = null_mask(left[0], right[0])
-        equal = [equal_not_null(a, b) for a, b in zip(left[:-1], right[:-1], strict=True)]
         rows_l, rows_r = left[-1].astype(np.int64), right[-1].astype(np.int64)
-        similarity = np.nan_to_num(dice(self.left_bits[rows_l], self.right_bits[rows_r]))
-        conditions = [missing, *equal, *(similarity >= t for t in self.thresholds)]
-        levels = range(len(conditions))
-        return np.select(conditions, levels, default=len(conditions)).astype(np.int8)
+        bits_l, bits_r = self.left_bits[rows_l], self.right_bits[rows_r]
+        if self.tokens:
+            missing = null_mask(left[0], right[0])
+        else:
+            missing = ~bits_l.any(axis=1) | ~bits_r.any(axis=1)
+        equal = [equal_not_null(a, b) for a, b in zip(left[:-1], right[:-1], strict=True)]
+        similarity = dice(bits_l, bits_r)
+        dice_levels = [similarity >= t for t in self.thresholds]
+        conditions = [missing, *equal[: self.tokens], *dice_levels, *equal[self.tokens :]]
+        return np.select(conditions, range(len(conditions)), default=len(conditions)).astype(
+            np.int8
+        )
+
+
+class IdentifierLevels(BaseCompareFeature):
+    """NHS number or UPN agreement: missing (nothing recorded on a side), agree (equal tokens of
+    valid numbers, or the same number as recorded: every near token equal), one_character (some
+    but not every near token equal: the numbers differ in exactly one position), disagree.
+
+    Labels are the token column and the row id, which indexes the sides' near-token matrices.
+    """
+
+    name = "identifier_levels"
+    description = "Graded identifier agreement on tokens and position-masked near tokens."
+
+    def __init__(
+        self, token_column: str, left_near: np.ndarray, right_near: np.ndarray, label: str
+    ) -> None:
+        super().__init__([token_column, ROW], [token_column, ROW], label=label)
+        self.left_near = left_near
+        self.right_near = right_near
+
+    def _compute_vectorized(self, *series: pd.Series) -> np.ndarray:
+        token_l, row_l, token_r, row_r = (s.to_numpy() for s in series)
+        row_l, row_r = row_l.astype(np.int64), row_r.astype(np.int64)
+        shared = near_token_agreement(self.left_near, self.right_near, row_l, row_r)
+        has_l = (token_l != NULL_CODE) | self.left_near.any(axis=1)[row_l]
+        has_r = (token_r != NULL_CODE) | self.right_near.any(axis=1)[row_r]
+        recorded = (self.left_near != 0).sum(axis=1)[row_l]
+        conditions = [
+            ~(has_l & has_r),
+            equal_not_null(token_l, token_r) | ((shared == recorded) & (recorded > 0)),
+            shared > 0,
+        ]
+        return np.select(conditions, [0, 1, 2], default=3).astype(np.int8)
 
 
 class DobLevels(BaseCompareFeature):
@@ -174,32 +384,75 @@ class ExactLevels(BaseCompareFeature):
         return np.select(conditions, choices, default=self.width + 1).astype(np.int8)
 
 
-def exact_agreement(column: str, label: str) -> Exact:
-    """Exact agreement coded as levels: 0 missing, 1 agree, 2 disagree."""
-    return Exact(column, column, agree_value=1, disagree_value=2, missing_value=0, label=label)
+class ResidenceLevels(BaseCompareFeature):
+    """Postcode and address lines together (levels in RESIDENCE_LEVELS): missing when neither
+    can be compared, then the full postcode with the address the same, missing or different,
+    the address alone, the postcode sector, the district, else.
+
+    Labels are the postcode, sector and district codes and the row id, which indexes the sides'
+    address Bloom filters (compared by Dice coefficient).
+    """
+
+    name = "residence_levels"
+    description = "Graded agreement of postcode and address lines."
+    columns = ("postcode_token", "postcode_sector_token", "postcode_district", ROW)
+
+    def __init__(self, left_bits: np.ndarray, right_bits: np.ndarray, label: str) -> None:
+        super().__init__(list(self.columns), list(self.columns), label=label)
+        self.left_bits = left_bits
+        self.right_bits = right_bits
+
+    def _compute_vectorized(self, *series: pd.Series) -> np.ndarray:
+        width = len(self.columns)
+        full_l, sector_l, district_l, rows_l = (s.to_numpy() for s in series[:width])
+        full_r, sector_r, district_r, rows_r = (s.to_numpy() for s in series[width:])
+        bits_l = self.left_bits[rows_l.astype(np.int64)]
+        bits_r = self.right_bits[rows_r.astype(np.int64)]
+        no_address = ~bits_l.any(axis=1) | ~bits_r.any(axis=1)
+        similarity = np.where(no_address, 0.0, dice(bits_l, bits_r))
+        full = equal_not_null(full_l, full_r)
+        conditions = [
+            null_mask(full_l, full_r) & no_address,
+            full & (similarity >= ADDRESS_SAME),
+            full & no_address,
+            full,
+            similarity >= ADDRESS_CLOSE,
+            equal_not_null(sector_l, sector_r),
+            equal_not_null(district_l, district_r),
+        ]
+        return np.select(conditions, range(len(conditions)), default=len(conditions)).astype(
+            np.int8
+        )
 
 
 def build_compare(left: Side, right: Side) -> recordlinkage.Compare:
     """The recordlinkage comparison of two sides, one feature per entry of COMPARISONS."""
     features = {
-        "nhs": exact_agreement("nhs_token", "nhs"),
-        "upn": exact_agreement("upn_token", "upn"),
+        "nhs": IdentifierLevels("nhs_token", left.nhs_near, right.nhs_near, label="nhs"),
+        "upn": IdentifierLevels("upn_token", left.upn_near, right.upn_near, label="upn"),
         "forename": NameLevels(
             ("forename_token", "forename_alt_token"),
             left.forename_bits,
             right.forename_bits,
             label="forename",
+            fallback_columns=("forename_phonetic_token",),
         ),
         "surname": NameLevels(
             ("surname_token",), left.surname_bits, right.surname_bits, label="surname"
         ),
         "dob": DobLevels(label="dob"),
-        "sex": exact_agreement("sex", "sex"),
-        "postcode": ExactLevels(
-            ("postcode_token", "postcode_sector_token", "postcode_district"), label="postcode"
-        ),
+        "sex": ExactLevels(("sex",), label="sex"),
+        "residence": ResidenceLevels(left.address_bits, right.address_bits, label="residence"),
+        "ethnicity": ExactLevels(("ethnicity", ETHNICITY_GROUP), label="ethnicity"),
+        "area": ExactLevels(("la_code",), label="area"),
     }
     return recordlinkage.Compare([features[name] for name in COMPARISON_NAMES])
+
+
+def pair_chunks(pairs: np.ndarray, chunk_pairs: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, pairs[start:start + chunk_pairs]) for each chunk."""
+    for start in range(0, len(pairs), chunk_pairs):
+        yield start, pairs[start : start + chunk_pairs]
 
 
 def comparison_levels(
@@ -208,16 +461,54 @@ def comparison_levels(
     """Level codes, shape (n pairs, n comparisons), computed chunk by chunk."""
     compare = build_compare(left, right)
     levels = np.zeros((len(pairs), len(COMPARISONS)), dtype=np.int8)
-    for start in range(0, len(pairs), chunk_pairs):
-        chunk = pairs[start : start + chunk_pairs]
+    for start, chunk in pair_chunks(pairs, chunk_pairs):
         index = pd.MultiIndex.from_arrays([chunk[:, 0], chunk[:, 1]])
         features = compare.compute(index, left.records, right.records)
         levels[start : start + len(chunk)] = features[list(COMPARISON_NAMES)].to_numpy(np.int8)
+    return without_sex_implied_by_forename(levels)
+
+
+def without_sex_implied_by_forename(levels: np.ndarray) -> np.ndarray:
+    """Sex agreement as 'missing' (no evidence) where the forenames agree: a forename implies the
+    sex, so for pairs of different children too the sexes then agree, and counting both would
+    count one piece of evidence twice."""
+    forename = levels[:, COMPARISON_NAMES.index("forename")]
+    sex = COMPARISON_NAMES.index("sex")
+    named = (forename == level_code("forename", "exact")) | (
+        forename == level_code("forename", "alt")
+    )
+    levels[named & (levels[:, sex] == level_code("sex", "agree")), sex] = 0
     return levels
+
+
+@dataclass(frozen=True)
+class Patterns:
+    """The distinct agreement patterns of a level matrix and how many pairs show each."""
+
+    levels: np.ndarray
+    counts: np.ndarray
+    inverse: np.ndarray  # per pair, the index of its pattern
+
+
+def agreement_pattern_table(levels: np.ndarray) -> Patterns:
+    """Distinct rows of a level matrix, counted in one pass (a mixed-radix code per row)."""
+    radices = np.array([len(c.levels) for c in COMPARISONS], dtype=np.int64)
+    places = np.concatenate([[1], np.cumprod(radices[:-1])])
+    code = levels.astype(np.int64) @ places
+    counts = np.bincount(code, minlength=int(radices.prod()))
+    present = np.flatnonzero(counts)
+    lookup = np.zeros(len(counts), dtype=np.int64)
+    lookup[present] = np.arange(len(present))
+    table = (present[:, None] // places) % radices
+    return Patterns(table.astype(np.int8), counts[present].astype(float), lookup[code])
 
 
 def agreement_patterns(levels: np.ndarray) -> list[str]:
     """Readable agreement pattern per pair, e.g. 'nhs:agree|upn:missing|...' (no identifiers)."""
     names = [np.array([f"{c.name}:{lvl}" for lvl in c.levels], dtype=object) for c in COMPARISONS]
-    parts = [names[k][levels[:, k]] for k in range(len(COMPARISONS))]
-    return ["|".join(row) for row in zip(*parts, strict=True)] if len(levels) else []
+    table = agreement_pattern_table(levels.reshape(-1, len(COMPARISONS)))
+    text = np.array(
+        ["|".join(names[k][row[k]] for k in range(len(COMPARISONS))) for row in table.levels],
+        dtype=object,
+    )
+    return text[table.inverse].tolist()

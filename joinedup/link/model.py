@@ -7,10 +7,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from joinedup.link.blocking import unique_pairs
-from joinedup.link.compare import COMPARISON_NAMES, COMPARISONS, Side, comparison_levels, level_code
+from joinedup.link.compare import (
+    COMPARISON_NAMES,
+    COMPARISONS,
+    NULL_CODE,
+    Side,
+    agreement_pattern_table,
+    comparison_levels,
+    level_code,
+)
 
 log = logging.getLogger(__name__)
 RANDOM_SEED = 20240901
@@ -46,6 +53,8 @@ class FSModel:
     u: tuple[np.ndarray, ...]
     prior: float
     expected_matches: float
+    # Per comparison, the expected matches (non-missing) its m was estimated from (0: not seen).
+    evidence: tuple[float, ...] = ()
 
     def bayes_factors(self) -> tuple[np.ndarray, ...]:
         """log2(m/u) per level; 0 for 'missing'."""
@@ -64,6 +73,7 @@ class FSModel:
             "prior": self.prior,
             "prior_weight": self.prior_weight,
             "expected_matches": self.expected_matches,
+            "m_from": "this pair's EM" if self.evidence else "the cross-agency models",
             "comparisons": {
                 c.name: {
                     level: {
@@ -112,11 +122,17 @@ def random_pairs(n_left: int, n_right: int, size: int, seed: int = RANDOM_SEED) 
 def estimate_u(
     left: Side, right: Side, sample_pairs: int = U_SAMPLE_PAIRS
 ) -> tuple[np.ndarray, ...]:
-    """u probabilities: level frequencies among random record pairs (nearly all non-matches)."""
+    """u probabilities: level frequencies among random record pairs (nearly all non-matches).
+
+    When both sides are the same records (duplicates within an agency), a record is never
+    paired with itself.
+    """
     size = min(sample_pairs, len(left.records) * len(right.records))
     pairs = unique_pairs(
         random_pairs(len(left.records), len(right.records), size), len(right.records)
     )
+    if left is right:
+        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     return level_frequencies(comparison_levels(left, right, pairs))
 
 
@@ -150,17 +166,22 @@ def run_em(
     used: Sequence[int],
     max_iterations: int,
     tolerance: float = 1e-6,
+    counts: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """EM for m (u fixed) over the used comparisons; returns m and each pair's posterior."""
+    """EM for m (u fixed) over the used comparisons; returns m and each row's posterior.
+
+    Rows may be distinct agreement patterns weighted by `counts` (how many pairs show each).
+    """
+    weights = np.ones(len(levels)) if counts is None else np.asarray(counts, dtype=float)
     m = [np.array(x, dtype=float) for x in m_start]
     share = 0.5
     posterior = np.full(len(levels), share)
     for _ in range(max_iterations):
         weight = np.log2(share / (1 - share)) + log2_ratio_per_pair(levels, m, u, used)
         posterior = match_probability_from_weight(weight)
-        share = float(np.clip(posterior.mean(), 1e-6, 1 - 1e-6))
+        share = float(np.clip((posterior * weights).sum() / weights.sum(), 1e-6, 1 - 1e-6))
         updated = list(m)
-        fitted = level_frequencies(levels, posterior)
+        fitted = level_frequencies(levels, posterior * weights)
         for k in used:
             updated[k] = fitted[k]
         change = max(float(np.abs(updated[k] - m[k]).max()) for k in used) if used else 0.0
@@ -171,43 +192,112 @@ def run_em(
 
 
 def fit_model(
-    levels: np.ndarray, u: Sequence[np.ndarray], n_left: int, n_right: int, max_iterations: int
+    levels: np.ndarray,
+    u: Sequence[np.ndarray],
+    n_left: int,
+    n_right: int,
+    max_iterations: int,
+    record_pairs: int | None = None,
 ) -> FSModel:
     """m by EM in each training session, averaged over the sessions that estimate it; the prior
-    from the expected match count of the prior session divided by its blocked m."""
+    from the expected match count of the prior session divided by its blocked m.
+
+    EM runs over the distinct agreement patterns weighted by their counts (the same fixed point
+    as over the pairs, in a fraction of the time). `record_pairs` is the number of possible
+    record pairs (default n_left * n_right; n (n - 1) / 2 within one agency).
+    """
+    patterns = agreement_pattern_table(levels)
     start = initial_m()
     estimates: dict[int, list[np.ndarray]] = {k: [] for k in range(len(COMPARISONS))}
-    posteriors: dict[str, np.ndarray] = {}
+    evidence = np.zeros(len(COMPARISONS))
+    seen_matches: dict[str, float] = {}
     for session in TRAINING_SESSIONS:
         blocked = {COMPARISON_NAMES.index(c) for c, _ in session.agree_on}
         used = [k for k in range(len(COMPARISONS)) if k not in blocked]
-        subset = levels[session_mask(levels, session)]
-        if not len(subset):
+        inside = session_mask(patterns.levels, session)
+        if not patterns.counts[inside].sum():
             continue
-        m, posterior = run_em(subset, u, start, used, max_iterations)
-        posteriors[session.name] = posterior
+        subset, counts = patterns.levels[inside], patterns.counts[inside]
+        m, posterior = run_em(subset, u, start, used, max_iterations, counts=counts)
+        seen_matches[session.name] = float((posterior * counts).sum())
         for k in used:
             estimates[k].append(m[k])
+            evidence[k] += float((posterior * counts)[subset[:, k] != 0].sum())
     m_final = tuple(
         np.mean(estimates[k], axis=0) if estimates[k] else start[k] for k in range(len(COMPARISONS))
     )
-    seen = posteriors.get(PRIOR_SESSION.name, np.zeros(0))
-    expected = expected_match_count(seen, m_final, n_left, n_right)
-    prior = expected / max(n_left * n_right, 1)
+    possible = n_left * n_right if record_pairs is None else record_pairs
+    expected = expected_match_count(
+        seen_matches.get(PRIOR_SESSION.name, 0.0), m_final, min(n_left, n_right)
+    )
+    prior = expected / max(possible, 1)
     return FSModel(
-        m=m_final, u=tuple(u), prior=float(np.clip(prior, 1e-12, 0.5)), expected_matches=expected
+        m=m_final,
+        u=tuple(u),
+        prior=float(np.clip(prior, 1e-12, 0.5)),
+        expected_matches=expected,
+        evidence=tuple(float(e) for e in evidence),
     )
 
 
-def expected_match_count(
-    posterior: np.ndarray, m: Sequence[np.ndarray], n_left: int, n_right: int
-) -> float:
+def pooled_m(models: Sequence[FSModel]) -> tuple[np.ndarray, ...]:
+    """Per comparison, the models' m averaged with weights the expected matches each saw it on
+    (the starting m where no model saw it)."""
+    start = initial_m()
+    pooled = []
+    for k in range(len(COMPARISONS)):
+        weights = np.array([model.evidence[k] if model.evidence else 0.0 for model in models])
+        if weights.sum() > 0:
+            pooled.append(np.average([model.m[k] for model in models], axis=0, weights=weights))
+        else:
+            pooled.append(start[k])
+    return tuple(pooled)
+
+
+def fit_prior(
+    levels: np.ndarray,
+    m: Sequence[np.ndarray],
+    u: Sequence[np.ndarray],
+    record_pairs: int,
+    max_iterations: int,
+    tolerance: float = 1e-9,
+) -> FSModel:
+    """A model with m and u given and only the prior estimated: EM for the share of matches among
+    the candidate pairs (m and u fixed), expected matches over all record pairs.
+
+    For duplicates within one agency, where matches are too rare for EM to find m: a free EM
+    would make a match class of whatever pairs are most alike (siblings, twins), whereas with m
+    from the cross-agency models the only question left is how many pairs are matches.
+    """
+    patterns = agreement_pattern_table(levels)
+    ratio = log2_ratio_per_pair(patterns.levels, m, u, range(len(COMPARISONS)))
+    total = max(float(patterns.counts.sum()), 1.0)
+    share = min(0.5, 1.0 / total)
+    for _ in range(max_iterations):
+        weight = np.log2(share / (1 - share)) + ratio
+        updated = float((match_probability_from_weight(weight) * patterns.counts).sum() / total)
+        updated = float(np.clip(updated, 1e-12, 0.5))
+        if abs(updated - share) < tolerance * max(share, 1e-12):
+            share = updated
+            break
+        share = updated
+    expected = share * float(patterns.counts.sum())
+    prior = np.clip(expected / max(record_pairs, 1), 1e-12, 0.5)
+    return FSModel(
+        m=tuple(np.asarray(x, dtype=float) for x in m),
+        u=tuple(u),
+        prior=float(prior),
+        expected_matches=float(expected),
+    )
+
+
+def expected_match_count(seen: float, m: Sequence[np.ndarray], most: int) -> float:
     """Matches found in the prior session scaled up by the share of matches it can see."""
     visible = 1.0
     for comparison, level in PRIOR_SESSION.agree_on:
         visible *= m[COMPARISON_NAMES.index(comparison)][level_code(comparison, level)]
-    expected = float(posterior.sum()) / max(visible, 1e-9)
-    return float(np.clip(expected, 1.0, max(min(n_left, n_right), 1)))
+    expected = seen / max(visible, 1e-9)
+    return float(np.clip(expected, 1.0, max(most, 1)))
 
 
 def score_pairs(
@@ -224,6 +314,20 @@ def score_pairs(
 TERM_FREQUENCY_COLUMNS = {"forename": "forename_token", "surname": "surname_token"}
 
 
+def value_shares(left: Side, right: Side, column: str) -> np.ndarray:
+    """Per left record, its value's share among the non-null values of both sides (NaN: null)."""
+    own = left.records[column].to_numpy(np.int64)
+    values = own if left is right else np.concatenate([own, right.records[column].to_numpy()])
+    values = values[values != NULL_CODE]
+    distinct, counts = np.unique(values, return_counts=True)
+    where = np.clip(np.searchsorted(distinct, own), 0, max(len(distinct) - 1, 0))
+    shares = np.full(len(own), np.nan)
+    if len(distinct):
+        found = (distinct[where] == own) & (own != NULL_CODE)
+        shares[found] = counts[where[found]] / len(values)
+    return shares
+
+
 def term_frequency_adjustment(
     left: Side, right: Side, pairs: np.ndarray, levels: np.ndarray, model: FSModel
 ) -> np.ndarray:
@@ -237,18 +341,21 @@ def term_frequency_adjustment(
     for name, column in TERM_FREQUENCY_COLUMNS.items():
         k = COMPARISON_NAMES.index(name)
         exact = levels[:, k] == level_code(name, "exact")
-        values = pd.concat([left.records[column], right.records[column]]).dropna()
-        share = left.records[column].map(values.value_counts(normalize=True)).to_numpy()
+        share = value_shares(left, right, column)
         u_exact = model.u[k][level_code(name, "exact")]
-        adjustment[exact] = np.log2(u_exact / share[pairs[exact, 0]].astype(float))
+        adjustment[exact] = np.log2(u_exact / share[pairs[exact, 0]])
     return adjustment
 
 
+def identifier_agreement(levels: np.ndarray) -> np.ndarray:
+    """True where the NHS number or the UPN agrees (same valid token or same recorded number)."""
+    nhs = levels[:, COMPARISON_NAMES.index("nhs")] == level_code("nhs", "agree")
+    return nhs | (levels[:, COMPARISON_NAMES.index("upn")] == level_code("upn", "agree"))
+
+
 def twin_guard(levels: np.ndarray) -> np.ndarray:
-    """True for pairs that may link: forenames agree at some level (token, nickname, Dice >= 0.5),
+    """True for pairs that may link: forenames agree at some level (token, nickname, Dice >= 0.5,
+    Soundex),
     or an NHS number or UPN agrees. Keeps twins (same surname, dob and address) apart."""
     forename = levels[:, COMPARISON_NAMES.index("forename")]
-    identifier = (levels[:, COMPARISON_NAMES.index("nhs")] == level_code("nhs", "agree")) | (
-        levels[:, COMPARISON_NAMES.index("upn")] == level_code("upn", "agree")
-    )
-    return (forename != level_code("forename", "disagree")) | identifier
+    return (forename != level_code("forename", "disagree")) | identifier_agreement(levels)

@@ -1,0 +1,164 @@
+"""Tests of joinedup.link.compare: integer coding of pseudonymised columns and the graded
+comparison features (identifiers with near tokens, addresses) computed through recordlinkage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from joinedup import pseudonymise as ps
+from joinedup.link.compare import (
+    COMPARISON_NAMES,
+    COMPARISONS,
+    NULL_CODE,
+    agreement_pattern_table,
+    agreement_patterns,
+    comparison_levels,
+    hex_words,
+    prepare_side,
+    value_codes,
+)
+
+KEY = b"compare-test-key-" + b"x" * 32
+BITS = 1024
+
+
+def record(local_id: str, **fields: str | None) -> dict:
+    """A pseudonymised person record from raw identity fields, via the real derivers."""
+    row: dict = {"person_token": ps.person_token(KEY, "education", local_id)}
+    if "nhs" in fields:
+        row |= ps.nhs_number_values(fields["nhs"], KEY)
+    if "upn" in fields:
+        row |= ps.upn_values(fields["upn"], KEY)
+    if "address" in fields:
+        row |= ps.address_values(fields["address"], KEY)
+    if "postcode" in fields:
+        row |= ps.postcode_values(fields["postcode"], KEY)
+    if "ethnicity" in fields:
+        row["ethnicity"] = fields["ethnicity"]
+    row |= ps.name_values(fields.get("forename", "ANN"), KEY, "forename")
+    row |= ps.name_values(fields.get("surname", "SMITH"), KEY, "surname")
+    row["sex"] = fields.get("sex", "F")
+    return row
+
+
+def level_of(comparison: str, left: dict, right: dict) -> str:
+    """The level of one comparison for one pair of records."""
+    a = prepare_side("education", pd.DataFrame([left]), BITS)
+    b = prepare_side("health", pd.DataFrame([right]), BITS)
+    levels = comparison_levels(a, b, np.array([[0, 0]]))
+    k = COMPARISON_NAMES.index(comparison)
+    return COMPARISONS[k].levels[levels[0, k]]
+
+
+def test_value_codes_agree_across_frames_and_code_null_as_minus_one() -> None:
+    first = value_codes(pa.array(["a", None, "b", "a"]))
+    second = value_codes(pa.array(["b", "c", "a"]))
+    assert first[0] == first[3] == second[2] and first[2] == second[0]
+    assert first[1] == NULL_CODE and (first[[0, 2, 3]] >= 0).all()
+    assert len({first[0], first[2], second[1]}) == 3
+
+
+def test_hex_words_decode_fixed_width_hex_and_zero_a_null() -> None:
+    words = hex_words(pa.array(["00" * 7 + "0a" + "ff" * 8, None]).cast(pa.large_string()), 2)
+    assert words.dtype == np.uint64
+    assert words[0].tolist() == [10, 2**64 - 1] and words[1].tolist() == [0, 0]
+    with pytest.raises(ValueError, match="hex characters"):
+        hex_words(pa.array(["abc"]).cast(pa.large_string()), 2)
+
+
+def test_prepare_side_orders_by_person_token_and_treats_absent_columns_as_missing() -> None:
+    rows = [record(str(i)) for i in range(5)]
+    side = prepare_side("education", pd.DataFrame(rows), BITS)
+    assert list(side.records.person_token) == sorted(r["person_token"] for r in rows)
+    assert (side.records.nhs_token == NULL_CODE).all()
+    assert not side.address_bits.any() and not side.upn_near.any()
+    assert side.forename_bits.shape == (5, BITS // 64)
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "level"),
+    [
+        ("9434765919", "9434765919", "agree"),  # same valid number: equal tokens
+        ("9434765918", "9434765918", "agree"),  # same invalid number: every near token equal
+        ("9434765919", "9434765910", "one_character"),  # one digit mistyped
+        ("9434765919", "9434765870", "disagree"),
+        ("9434765919", None, "missing"),
+    ],
+)
+def test_nhs_levels_grade_near_numbers(left: str, right: str | None, level: str) -> None:
+    assert level_of("nhs", record("1", nhs=left), record("2", nhs=right)) == level
+
+
+def test_upn_one_character_level_and_missing_when_a_side_lacks_the_column() -> None:
+    upn = ps.upn_check_letter("801234567890") + "801234567890"
+    mistyped = upn[:5] + ("1" if upn[5] != "1" else "2") + upn[6:]
+    assert level_of("upn", record("1", upn=upn), record("2", upn=mistyped)) == "one_character"
+    assert level_of("upn", record("1", upn=upn), record("2")) == "missing"
+
+
+@pytest.mark.parametrize(
+    ("postcode", "other", "level"),
+    [
+        ("LS6 2AB", "12 Acorn Road Headingley", "postcode_address"),
+        ("LS6 2AB", "12 Acorn Rd Headingley", "postcode_address"),  # abbreviation normalised
+        ("LS6 2AB", "12 Acorn Raod Headingley", "postcode_address"),  # one keying error
+        ("LS6 2AB", None, "postcode"),
+        ("LS6 2AB", "7 Mill Lane Bramley", "postcode_other_address"),
+        ("LS6 9ZZ", "12 Acorn Road Headingley", "address"),  # postcode mistyped
+        (None, "12 Acorn Road Headingley", "address"),
+        ("LS6 2XY", "7 Mill Lane Bramley", "sector"),
+        ("LS6 5XY", "7 Mill Lane Bramley", "district"),
+        ("M1 1AE", "7 Mill Lane Bramley", "disagree"),
+        (None, None, "missing"),
+    ],
+)
+def test_residence_levels_grade_postcode_and_address_together(
+    postcode: str | None, other: str | None, level: str
+) -> None:
+    home = record("1", address="12 Acorn Road Headingley", postcode="LS6 2AB")
+    assert level_of("residence", home, record("2", address=other, postcode=postcode)) == level
+
+
+@pytest.mark.parametrize(
+    ("other", "level"),
+    [
+        ("WBRI", "exact"),
+        ("WIRI", "group"),
+        ("AIND", "disagree"),
+        ("REFU", "missing"),
+        (None, "missing"),
+    ],
+)
+def test_ethnicity_levels_use_the_code_list_groups_and_ignore_refusals(
+    other: str | None, level: str
+) -> None:
+    assert (
+        level_of("ethnicity", record("1", ethnicity="WBRI"), record("2", ethnicity=other)) == level
+    )
+
+
+def test_sex_is_no_extra_evidence_where_forenames_agree() -> None:
+    assert level_of("sex", record("1", forename="ANN"), record("2", forename="ANN")) == "missing"
+    assert level_of("sex", record("1", forename="ANN"), record("2", forename="ZOE")) == "agree"
+    male = record("2", forename="ANN", sex="M")
+    assert level_of("sex", record("1", forename="ANN"), male) == "disagree"
+
+
+def test_a_garbled_forename_with_the_same_soundex_is_phonetic_not_disagree() -> None:
+    assert level_of("forename", record("1", forename="CIAN"), record("2", forename="CAIN")) == (
+        "phonetic"
+    )
+    assert level_of("forename", record("1", forename="OLIVER"), record("2", forename="OSCAR")) == (
+        "disagree"
+    )
+
+
+def test_agreement_pattern_table_counts_distinct_rows() -> None:
+    levels = np.array([[1] * len(COMPARISONS), [2] * len(COMPARISONS), [1] * len(COMPARISONS)])
+    table = agreement_pattern_table(levels.astype(np.int8))
+    assert table.counts.tolist() == [2.0, 1.0]
+    np.testing.assert_array_equal(table.levels[table.inverse], levels)
+    assert agreement_patterns(levels.astype(np.int8))[0].startswith("nhs:agree|upn:agree|")
