@@ -16,6 +16,7 @@ DEFAULT_PERIOD = "2024-25"
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a sub-command; known failures print one clear line and exit 2."""
     from joinedup.ingest import ContractError
+    from joinedup.link.review import ReviewFileError
     from joinedup.pipeline import DeliveryProblem, PeriodError
 
     args = build_parser().parse_args(argv)
@@ -26,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ContractError,
         PeriodError,
         DeliveryProblem,
+        ReviewFileError,
         FileNotFoundError,
     ) as error:
         print(f"joinedup {args.command}: {error}", file=sys.stderr)
@@ -83,6 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
         ("evaluate", run_evaluate, "Linkage precision/recall against the synthetic truth."),
     ):
         command(name, handler, text).add_argument("--period", required=True)
+
+    review = command(
+        "review",
+        run_review,
+        "Record clerical decisions (accept/reject) from a reviewed review.csv; "
+        "the next link run applies them.",
+    )
+    review.add_argument("--period", required=True)
+    review.add_argument(
+        "--file", type=Path, help="reviewed file (default: the period's link/review.csv)"
+    )
+    review.add_argument("--reviewer", help="reviewer for decided rows whose reviewer is blank")
     return parser
 
 
@@ -183,6 +197,20 @@ def run_link(args: argparse.Namespace, settings: Settings) -> int:
     from joinedup.pipeline import link_step
 
     print(json.dumps(link_step(args.period, settings), indent=2))
+    return 0
+
+
+def run_review(args: argparse.Namespace, settings: Settings) -> int:
+    from joinedup.link.review import decisions_path, record_decisions, review_path
+
+    reviewed = args.file or review_path(settings, args.period)
+    recorded = record_decisions(reviewed, settings, args.period, args.reviewer)
+    counts = recorded["decision"].value_counts()
+    print(
+        f"{reviewed}: {len(recorded)} new decision(s) ({counts.get('accept', 0)} accept, "
+        f"{counts.get('reject', 0)} reject) recorded in {decisions_path(settings)}; "
+        "they apply on the next link run"
+    )
     return 0
 
 

@@ -3,6 +3,7 @@ the child spine and its evaluation against ground truth."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from dataclasses import replace
@@ -17,6 +18,7 @@ import pytest
 
 from joinedup import pseudonymise as ps
 from joinedup import synth
+from joinedup.cli import main
 from joinedup.contracts import contract, identity_columns
 from joinedup.link import (
     LinkResult,
@@ -29,7 +31,8 @@ from joinedup.link import (
 from joinedup.link.blocking import BlockingRule, candidate_pairs
 from joinedup.link.compare import COMPARISONS, DobLevels, NameLevels, prepare_side
 from joinedup.link.records import identity_column_names
-from joinedup.link.spine import child_id_of, cluster_links, one_to_one
+from joinedup.link.review import PAIR_KEY, pair_id, record_decisions
+from joinedup.link.spine import one_to_one, read_id_state, registry_dir
 from joinedup.settings import Settings
 
 KEY = b"test-key-" + b"x" * 32
@@ -161,10 +164,19 @@ def special_cases() -> list[dict]:
         # (and NHS number, which education does not hold) agrees.
         identity_row("education", "case-twin-a", "OLIVER", "BARRACLOUGH", TWIN_DOB, "M"),
         identity_row("health", "case-twin-b", "OSCAR", "BARRACLOUGH", TWIN_DOB, "M"),
+        # Twins both known to health, each with an NHS number: two people, not duplicates.
+        identity_row("health", "case-htwin-a", "MAISIE", "QUIGLEY", TWIN_DOB, nhs=NHS_B),
+        identity_row("health", "case-htwin-b", "ROSIE", "QUIGLEY", TWIN_DOB, nhs=NHS_C),
+        # Health holds one child twice (a typo in the surname, no NHS number on the second);
+        # education knows the child too.
+        identity_row("health", "case-dup-1", "ZARA", "ABERNETHY", date(2013, 2, 17), nhs=NHS_D),
+        identity_row("health", "case-dup-2", "ZARA", "ABERNATHY", date(2013, 2, 17)),
+        identity_row("education", "case-dup", "ZARA", "ABERNETHY", date(2013, 2, 17)),
     ]
 
 
 UPN_A = upn(random.Random(99))
+NHS_B, NHS_C, NHS_D = (nhs_number(random.Random(seed)) for seed in (1, 2, 3))
 
 
 @pytest.fixture(scope="module")
@@ -174,8 +186,14 @@ def population() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 @pytest.fixture(scope="module")
-def linked(population: tuple[pd.DataFrame, pd.DataFrame]) -> LinkResult:
-    return link_records(population[0], SETTINGS)
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Default thresholds, with an empty data directory (no id registry, no decisions)."""
+    return replace(SETTINGS, data_dir=tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def linked(population: tuple[pd.DataFrame, pd.DataFrame], settings: Settings) -> LinkResult:
+    return link_records(population[0], settings)
 
 
 def token_of(agency: str, local_id: str) -> str:
@@ -207,6 +225,48 @@ def test_twins_with_different_forenames_stay_apart(linked: LinkResult) -> None:
     assert twin_a != child_of(linked, "health", "case-twin-b")
 
 
+def test_twins_known_to_one_agency_are_not_taken_for_duplicates(linked: LinkResult) -> None:
+    assert child_of(linked, "health", "case-htwin-a") != child_of(linked, "health", "case-htwin-b")
+
+
+def test_duplicate_records_of_one_agency_join_one_child(linked: LinkResult) -> None:
+    child = child_of(linked, "health", "case-dup-1")
+    assert child_of(linked, "health", "case-dup-2") == child
+    assert child_of(linked, "education", "case-dup") == child
+    duplicates = linked.links[
+        (linked.links.agency_l == "health") & (linked.links.agency_r == "health")
+    ]
+    tokens = {token_of("health", "case-dup-1"), token_of("health", "case-dup-2")}
+    assert any(
+        {a, b} == tokens
+        for a, b in zip(duplicates.person_token_l, duplicates.person_token_r, strict=True)
+    )
+
+
+def test_a_child_holds_at_most_one_nhs_number_and_one_upn(
+    linked: LinkResult, population: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    tokens = linked.spine.merge(population[0], on=["agency", "person_token"])
+    assert tokens.groupby("child_id").nhs_token.nunique().max() == 1
+    assert tokens.groupby("child_id").upn_token.nunique().max() == 1
+
+
+def test_record_linkage_has_every_record_and_other_agency(linked: LinkResult) -> None:
+    """Per record: one row per other agency (and one for its own agency's duplicates); linked
+    exactly when its child holds a record of that agency."""
+    rows = linked.record_linkage
+    assert not rows.duplicated(["agency", "person_token", "other_agency"]).any()
+    assert len(rows) == 3 * len(linked.spine)  # two other agencies, and its own
+    by_child = linked.spine.groupby("child_id").agency.agg(list)
+    child = linked.spine.set_index(["agency", "person_token"]).child_id
+    for row in rows.sample(200, random_state=1).itertuples():
+        held = by_child[child[(row.agency, row.person_token)]]
+        expected = held.count(row.other_agency) > (row.other_agency == row.agency)
+        assert row.linked == expected
+    direct = rows[rows.link_weight.notna()]
+    assert direct.linked.all() and (direct.link_probability >= 0.9).all()
+
+
 def test_background_population_links_accurately(
     linked: LinkResult, population: tuple[pd.DataFrame, pd.DataFrame]
 ) -> None:
@@ -223,8 +283,10 @@ def test_each_record_links_at_most_once_per_agency_pair(linked: LinkResult) -> N
         assert per_pair.max() == 1
 
 
-def test_a_cluster_holds_at_most_one_record_per_agency(linked: LinkResult) -> None:
-    assert linked.spine.groupby(["child_id", "agency"]).size().max() == 1
+def test_records_of_one_agency_share_a_child_only_as_linked_duplicates(linked: LinkResult) -> None:
+    """Only the known duplicate pair puts two records of one agency in one child."""
+    sizes = linked.spine.groupby(["child_id", "agency"]).size()
+    assert list(sizes[sizes > 1].index) == [(child_of(linked, "health", "case-dup-1"), "health")]
     assert linked.spine.child_id.nunique() < len(linked.spine)  # and some records do cluster
 
 
@@ -238,10 +300,10 @@ def test_spine_has_every_record_once(
 
 
 def test_child_ids_are_stable_across_reruns_and_row_order(
-    linked: LinkResult, population: tuple[pd.DataFrame, pd.DataFrame]
+    linked: LinkResult, population: tuple[pd.DataFrame, pd.DataFrame], settings: Settings
 ) -> None:
     shuffled = population[0].sample(frac=1.0, random_state=3).reset_index(drop=True)
-    rerun = link_records(shuffled, SETTINGS)
+    rerun = link_records(shuffled, settings)
     key = ["agency", "person_token"]
     first = linked.spine.sort_values(key).reset_index(drop=True)
     again = rerun.spine.sort_values(key).reset_index(drop=True)
@@ -265,7 +327,10 @@ def test_links_carry_weight_probability_and_the_threshold_holds(linked: LinkResu
     assert (links.match_probability >= SETTINGS.link.match_probability).all()
     expected = 1 / (1 + np.exp2(-links.match_weight))
     np.testing.assert_allclose(links.match_probability, expected)
-    assert set(linked.candidate_pairs) == {"education-health", "education-care", "health-care"}
+    cross = {"education-health", "education-care", "health-care"}
+    within = {"education-education", "health-health", "care-care"}
+    assert set(linked.candidate_pairs) == cross | within
+    assert set(links.decided_by) == {"model"}
 
 
 def test_model_has_m_and_u_per_level_and_a_prior(linked: LinkResult) -> None:
@@ -277,11 +342,18 @@ def test_model_has_m_and_u_per_level_and_a_prior(linked: LinkResult) -> None:
     assert sum(level["m"] for level in dob.values()) == pytest.approx(1.0)
 
 
-def test_write_link_result_writes_three_files(linked: LinkResult, tmp_path: Path) -> None:
+def test_write_link_result_writes_every_output(linked: LinkResult, tmp_path: Path) -> None:
     write_link_result(linked, tmp_path)
     assert pd.read_parquet(tmp_path / "spine.parquet").shape == linked.spine.shape
     assert len(pd.read_parquet(tmp_path / "links.parquet")) == len(linked.links)
-    assert "education-health" in (tmp_path / "model.json").read_text()
+    record_linkage = pd.read_parquet(tmp_path / "record_linkage.parquet")
+    assert len(record_linkage) == len(linked.record_linkage)
+    model = json.loads((tmp_path / "model.json").read_text())
+    assert "education-health" in model["models"]
+    assert model["thresholds"]["match_probability"] == SETTINGS.link.match_probability
+    assert len(pd.read_csv(tmp_path / "review.csv")) == len(linked.review)
+    assert (tmp_path / "conflicts.csv").exists()
+    assert not (tmp_path / "registry.parquet").exists()  # no registry directory given
 
 
 # ----------------------------------------------------------------------------------------------
@@ -415,28 +487,6 @@ def test_one_to_one_keeps_the_strongest_free_link_of_each_record() -> None:
     ]
 
 
-def test_clustering_breaks_the_weakest_link_that_joins_two_records_of_one_agency() -> None:
-    records = pd.DataFrame(
-        {
-            "agency": ["education", "education", "health", "care"],
-            "person_token": ["e1", "e2", "h1", "c1"],
-        }
-    )
-    links = links_frame(
-        [
-            ("education", "e1", "health", "h1", 10.0),
-            ("health", "h1", "care", "c1", 8.0),
-            ("education", "e2", "care", "c1", 5.0),
-        ]
-    )
-    spine, kept = cluster_links(records, links)
-    child = dict(zip(spine.person_token, spine.child_id, strict=True))
-    assert child["e1"] == child["h1"] == child["c1"] != child["e2"]
-    assert child["e2"] == child_id_of("education", "e2")
-    assert child["e1"] == child_id_of("care", "c1")  # smallest (agency, token) names the cluster
-    assert list(kept.match_weight) == [10.0, 8.0]
-
-
 def test_evaluate_counts_pairs_per_agency_pair() -> None:
     spine = pd.DataFrame(
         {
@@ -508,7 +558,7 @@ def test_link_reads_extract_paths(tmp_path: Path) -> None:
         "education_census": [write_extract(tmp_path / "e.parquet", "education_census", rows[:1])],
         "care_cin": [write_extract(tmp_path / "c.parquet", "care_cin", rows[1:])],
     }
-    result = link(paths, SETTINGS)
+    result = link(paths, replace(SETTINGS, data_dir=tmp_path))
     assert len(result.spine) == 2
     assert set(result.candidate_pairs) == {"education-care"}
 
@@ -534,3 +584,86 @@ def test_synthetic_areas_link_with_high_precision_and_recall(tmp_path: Path) -> 
     assert (scores.true_pairs > 20).all(), scores
     assert (scores.precision >= 0.98).all(), scores
     assert (scores.recall >= 0.95).all(), scores
+
+
+# ----------------------------------------------------------------------------------------------
+# Stable ids across periods, and the clerical review loop, through the files a run writes
+# ----------------------------------------------------------------------------------------------
+
+
+def run_and_write(records: pd.DataFrame, settings: Settings, period: str) -> LinkResult:
+    """A link run as the pipeline does it: outputs in the period's link dir, then the registry."""
+    result = link_records(records, settings, period)
+    write_link_result(result, settings.work_dir / period / "link", registry_dir(settings))
+    return result
+
+
+def test_next_period_keeps_every_linked_childs_id_as_new_records_join(
+    population: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
+) -> None:
+    """Period one links education and health; period two adds care. Every child of period one
+    whose records stay together keeps its id, and care records join those children."""
+    settings = replace(SETTINGS, data_dir=tmp_path)
+    records = population[0]
+    first = run_and_write(records[records.agency != "care"], settings, "2024-25")
+    second = run_and_write(records, settings, "2025-26")
+    key = ["agency", "person_token"]
+    both = first.spine.merge(second.spine, on=key, suffixes=("_1", "_2"))
+    together = both.groupby("child_id_1").child_id_2.transform("nunique") == 1
+    assert together.mean() > 0.99
+    assert (both.child_id_1[together] == both.child_id_2[together]).all()
+    care = second.spine[second.spine.agency == "care"]
+    joined = care[care.child_id.isin(set(first.spine.child_id))]
+    assert len(joined) > 50  # care records took the ids of children linked in period one
+    registry = read_id_state(registry_dir(settings)).registry
+    assert set(registry[registry.agency == "care"].first_seen_period) == {"2025-26"}
+    assert set(registry[registry.agency == "health"].first_seen_period) == {"2024-25"}
+
+
+def test_review_loop_accept_and_reject_apply_on_the_next_run(
+    population: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run link, mark one pair of review.csv accept and one reject, record them with the CLI,
+    rerun: the accepted pair is linked by 'clerical', the rejected is not, neither is reviewed
+    again. A band below near-certainty puts real pairs up for review."""
+    link_settings = replace(SETTINGS.link, review_probability=0.99, match_probability=0.9999)
+    settings = replace(SETTINGS, data_dir=tmp_path, link=link_settings)
+    monkeypatch.setenv("JOINEDUP_DATA_DIR", str(tmp_path))
+    run_and_write(population[0], settings, "2024-25")
+    review_file = settings.work_dir / "2024-25" / "link" / "review.csv"
+    review = pd.read_csv(review_file, dtype=str, keep_default_na=False)
+    assert len(review) >= 2
+    review.loc[0, ["decision", "reviewer"]] = ["accept", "ann"]
+    review.loc[1, ["decision", "reviewer"]] = ["REJECT", "ann"]
+    reviewed = tmp_path / "reviewed.csv"
+    review.to_csv(reviewed, index=False)
+    assert main(["review", "--period", "2024-25", "--file", str(reviewed)]) == 0
+
+    again = run_and_write(population[0], settings, "2024-25")
+    by = dict(zip(ids_of(again.links), again.links.decided_by, strict=True))
+    accepted, rejected = review.pair_id[0], review.pair_id[1]
+    assert by[accepted] == "clerical"
+    assert rejected not in by
+    assert set(again.links.decided_by) == {"model", "clerical"}
+    new_review = pd.read_csv(review_file, dtype=str)
+    assert not {accepted, rejected} & set(new_review.pair_id)
+    assert len(new_review) == len(review) - 2
+
+
+def ids_of(links: pd.DataFrame) -> list[str]:
+    return [pair_id(*k) for k in zip(*(links[c] for c in PAIR_KEY), strict=True)]
+
+
+def test_a_rejected_pair_never_links_even_above_the_threshold(
+    linked: LinkResult, population: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
+) -> None:
+    settings = replace(SETTINGS, data_dir=tmp_path)
+    strongest = linked.links[linked.links.agency_l != linked.links.agency_r].iloc[[0]]
+    decided = strongest[list(PAIR_KEY)].assign(
+        pair_id=ids_of(strongest), decision="reject", reviewer="ann"
+    )
+    decided.to_csv(tmp_path / "decided.csv", index=False)
+    record_decisions(tmp_path / "decided.csv", settings, "2024-25")
+    again = link_records(population[0], settings)
+    assert strongest.match_probability.iloc[0] >= settings.link.match_probability
+    assert ids_of(strongest)[0] not in set(ids_of(again.links))

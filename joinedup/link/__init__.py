@@ -1,6 +1,7 @@
 """Link one child's records across education, health and care, on pseudonyms only.
 
-Stages, each a small function below:
+Stages (1-6 score the pairs, in `score.py`: `score_agency_pair` for two agencies and
+`score_within_agency` for duplicates inside one agency's extracts):
 
 1. `person_records`: one identity row per (agency, person_token) from every pseudonymised extract.
 2. `candidate_pairs`: record pairs of two agencies that share at least one blocking key (union of
@@ -24,14 +25,17 @@ Stages, each a small function below:
 6. `twin_guard`: twins share surname, date of birth and address and differ in the forename, a
    dependence the model cannot see. A pair whose forenames disagree (no token, nickname or
    Dice >= 0.5 agreement) is linked only when it also agrees on an NHS number or UPN.
-7. `one_to_one`: links above `settings.link.match_probability`, at most one per record and
-   agency pair, greedy on descending weight.
-8. `cluster_links`: the child spine. Links are added strongest first (Kruskal-style union-find);
-   a link that would put two records of one agency into one cluster is dropped. A dropped link
-   is always the weakest link on the path that would have joined the two records of one agency,
-   because every link already in the clusters is at least as strong. Each cluster's `child_id`
-   is "C" + the first 16 hex digits of sha256 of its smallest (agency, person_token), so a rerun
-   on the same records gives the same ids whatever their order.
+7. Links: cross-agency pairs at or above `settings.link.match_probability` that pass the twin
+   guard, at most one per record and agency pair (`one_to_one`, greedy on descending weight);
+   duplicate pairs within an agency likewise, without the one-to-one rule. Clerical decisions
+   (`review.py`) apply here: an accepted pair is a link (decided_by 'clerical') whatever its
+   weight, a rejected pair never is.
+8. `cluster_records`: the child spine, a union-find strongest link first under constraints (one
+   NHS number token, one UPN token, one agency person per agency in a child); refused clerical
+   links are reported as conflicts.
+9. `assign_child_ids`: stable child ids from the persistent registry (see `spine.py`).
+10. Review: the pairs between `review_probability` and `match_probability` that pass the twin
+   guard, are undecided and are not already one child go to review.csv.
 """
 
 from __future__ import annotations
@@ -41,21 +45,36 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from joinedup.link.blocking import candidate_pairs
-from joinedup.link.compare import Side, agreement_patterns, comparison_levels, prepare_side
+from joinedup.link.compare import prepare_side
 from joinedup.link.evaluate import evaluate
-from joinedup.link.model import (
-    FSModel,
-    estimate_u,
-    fit_model,
-    score_pairs,
-    term_frequency_adjustment,
-    twin_guard,
+from joinedup.link.records import AGENCY_PAIRS, RECORD_KEY, person_records
+from joinedup.link.review import (
+    ACCEPT,
+    PAIR_KEY,
+    REJECT,
+    current_decisions,
+    decisions_path,
+    in_review_band,
+    matching_pairs,
+    pair_ids,
+    read_decisions,
+    review_rows,
+    write_review_file,
 )
-from joinedup.link.records import AGENCY_PAIRS, pair_name, person_records
-from joinedup.link.spine import cluster_links, one_to_one
+from joinedup.link.score import ScoredPairs, score_agency_pair, score_within_agency
+from joinedup.link.spine import (
+    IdState,
+    assign_child_ids,
+    cluster_records,
+    one_to_one,
+    read_id_state,
+    registry_dir,
+    write_atomically,
+    write_id_state,
+)
 from joinedup.settings import AGENCIES, Settings
 
 log = logging.getLogger(__name__)
@@ -69,99 +88,243 @@ __all__ = [
     "write_link_result",
 ]
 
-# ----------------------------------------------------------------------------------------------
-# 7. Public API
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PairLinks:
-    """Accepted one-to-one links of one agency pair, its model and its candidate count."""
-
-    links: pd.DataFrame
-    model: FSModel
-    candidates: int
-
-
-def link_agency_pair(left: Side, right: Side, settings: Settings) -> PairLinks:
-    """Candidate pairs, comparison, EM, scoring, twin guard and one-to-one for two agencies."""
-    pairs = candidate_pairs(left.records, right.records)
-    levels = comparison_levels(left, right, pairs)
-    u = estimate_u(left, right)
-    model = fit_model(
-        levels, u, len(left.records), len(right.records), settings.link.max_em_iterations
-    )
-    adjustment = term_frequency_adjustment(left, right, pairs, levels, model)
-    weight, probability = score_pairs(levels, model, adjustment)
-    keep = (probability >= settings.link.match_probability) & twin_guard(levels)
-    scored = pd.DataFrame(
-        {
-            "agency_l": left.agency,
-            "person_token_l": left.records["person_token"].to_numpy()[pairs[keep, 0]],
-            "agency_r": right.agency,
-            "person_token_r": right.records["person_token"].to_numpy()[pairs[keep, 1]],
-            "match_weight": weight[keep],
-            "match_probability": probability[keep],
-            "agreement": agreement_patterns(levels[keep]),
-        }
-    )
-    return PairLinks(links=one_to_one(scored), model=model, candidates=len(pairs))
+MODEL = "model"
+CLERICAL = "clerical"
+LINK_COLUMNS = (*PAIR_KEY, "match_weight", "match_probability", "agreement", "decided_by")
+SPINE_COLUMNS = ("agency", "person_token", "child_id", "la_code")
+RECORD_LINKAGE_COLUMNS = (
+    "agency",
+    "person_token",
+    "other_agency",
+    "candidates",
+    "match_mass",
+    "linked",
+    "link_weight",
+    "link_probability",
+)
+CONFLICT_COLUMNS = (*PAIR_KEY, "pair_id", "reason")
+NOT_SCORED = "the pair is not among this run's scored pairs"
+NOT_ONE_TO_ONE = "a record already holds a stronger link to the other agency"
+JOINED_ANYWAY = "rejected, but other links put both records in one child"
 
 
 @dataclass(frozen=True)
 class LinkResult:
-    """Links kept in the spine, the spine itself, the fitted models and candidate counts."""
+    """A link run: kept links, the spine, per-record linkage, the pairs for clerical review,
+    accepted decisions that could not be applied, the models and counts, and the updated id
+    registry (written by `write_link_result` after everything else)."""
 
     links: pd.DataFrame
     spine: pd.DataFrame
+    record_linkage: pd.DataFrame
+    review: pd.DataFrame
+    conflicts: pd.DataFrame
     model: dict
     candidate_pairs: dict[str, int]
+    thresholds: dict[str, float]
+    ids: IdState
+    period: str | None
 
 
-def link(extract_paths: dict[str, list[Path]], settings: Settings) -> LinkResult:
-    """Link the person records of every extract into a child spine."""
-    return link_records(person_records(extract_paths), settings)
+def link(
+    extract_paths: dict[str, list[Path]], settings: Settings, period: str | None = None
+) -> LinkResult:
+    """Link the person records of every extract into a child spine.
+
+    period: the reporting period of the run, kept in the id registry (None for an ad hoc run:
+    ids are still taken from the registry, without a period recorded).
+    """
+    return link_records(person_records(extract_paths), settings, period)
 
 
-def link_records(records: pd.DataFrame, settings: Settings) -> LinkResult:
-    """Link person records (as `person_records` returns them) into a child spine."""
-    bits = settings.link.bloom_bits
-    sides = {a: prepare_side(a, records[records["agency"] == a], bits) for a in AGENCIES}
-    results = {
-        pair_name(a, b): link_agency_pair(sides[a], sides[b], settings)
-        for a, b in AGENCY_PAIRS
-        if len(sides[a].records) and len(sides[b].records)
-    }
-    all_links = pd.concat(
-        [empty_links(), *(result.links for result in results.values())], ignore_index=True
+def link_records(
+    records: pd.DataFrame, settings: Settings, period: str | None = None
+) -> LinkResult:
+    """Link person records (as `person_records` returns them) into a child spine, reading the
+    id registry and the clerical decisions under settings.data_dir (nothing is written)."""
+    scored = score_all(records, settings)
+    pairs = pd.concat([empty_pairs(), *(s.pairs for s in scored)], ignore_index=True)
+    decisions = current_decisions(read_decisions(decisions_path(settings)))
+    links = chosen_links(pairs, decisions, settings)
+    within = links["agency_l"] == links["agency_r"]
+    clusters = cluster_records(records, links[within], one_to_one_per_pair(links[~within]))
+    child_ids, ids = assign_child_ids(
+        clusters.records, read_id_state(registry_dir(settings)), period
     )
-    spine, kept = cluster_links(records, all_links)
+    spine = spine_frame(clusters.records.assign(child_id=child_ids.to_numpy()), records)
+    kept = clusters.kept.reindex(columns=list(LINK_COLUMNS)).reset_index(drop=True)
     return LinkResult(
         links=kept,
         spine=spine,
-        model={name: result.model.to_dict() for name, result in results.items()},
-        candidate_pairs={name: result.candidates for name, result in results.items()},
+        record_linkage=record_linkage(scored, kept, spine),
+        review=review_rows(pairs_for_review(pairs, decisions, spine, settings), records),
+        conflicts=clerical_conflicts(decisions, pairs, clusters.refused, spine),
+        model={s.name: s.model.to_dict() for s in scored},
+        candidate_pairs={s.name: int(s.candidates) for s in scored},
+        thresholds={
+            "match_probability": settings.link.match_probability,
+            "review_probability": settings.link.review_probability,
+            "keep_probability": settings.link.keep_probability,
+        },
+        ids=ids,
+        period=period,
     )
 
 
-def empty_links() -> pd.DataFrame:
+def score_all(records: pd.DataFrame, settings: Settings) -> list[ScoredPairs]:
+    """Scored pairs of every agency pair with records on both sides, then of every agency's
+    duplicates."""
+    bits = settings.link.bloom_bits
+    sides = {a: prepare_side(a, records[records["agency"] == a], bits) for a in AGENCIES}
+    cross = [
+        score_agency_pair(sides[a], sides[b], settings)
+        for a, b in AGENCY_PAIRS
+        if len(sides[a].records) and len(sides[b].records)
+    ]
+    within = [
+        score_within_agency(sides[a], settings) for a in AGENCIES if len(sides[a].records) > 1
+    ]
+    return cross + within
+
+
+def empty_pairs() -> pd.DataFrame:
+    """The ScoredPairs.pairs columns, no rows."""
     return pd.DataFrame(
         {
-            "agency_l": pd.Series(dtype=object),
-            "person_token_l": pd.Series(dtype=object),
-            "agency_r": pd.Series(dtype=object),
-            "person_token_r": pd.Series(dtype=object),
+            **{c: pd.Series(dtype=object) for c in PAIR_KEY},
             "match_weight": pd.Series(dtype=float),
             "match_probability": pd.Series(dtype=float),
             "agreement": pd.Series(dtype=object),
+            "identifier_agrees": pd.Series(dtype=bool),
+            "may_link": pd.Series(dtype=bool),
         }
     )
 
 
-def write_link_result(result: LinkResult, out_dir: Path) -> None:
-    """links.parquet, spine.parquet and model.json (with candidate-pair counts) in out_dir."""
+def chosen_links(pairs: pd.DataFrame, decisions: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """Pairs the model links (probability >= match_probability, twin guard passed) or a reviewer
+    accepted, less the pairs a reviewer rejected; with decided_by."""
+    accepted = matching_pairs(pairs, decisions[decisions["decision"] == ACCEPT])
+    rejected = matching_pairs(pairs, decisions[decisions["decision"] == REJECT])
+    by_model = (
+        (pairs["match_probability"].to_numpy(float) >= settings.link.match_probability)
+        & pairs["may_link"].to_numpy(bool)
+        & ~rejected
+    )
+    keep = by_model | accepted
+    return pairs[keep].assign(decided_by=np.where(accepted[keep], CLERICAL, MODEL))
+
+
+def one_to_one_per_pair(links: pd.DataFrame) -> pd.DataFrame:
+    """`one_to_one` within each agency pair."""
+    groups = [one_to_one(group) for _, group in links.groupby(["agency_l", "agency_r"], sort=True)]
+    return pd.concat([links.iloc[:0], *groups], ignore_index=True)
+
+
+def spine_frame(assigned: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """agency, person_token, child_id, la_code of every record."""
+    areas = records.reindex(columns=[*RECORD_KEY, "la_code"]).drop_duplicates(list(RECORD_KEY))
+    spine = assigned.merge(areas, on=list(RECORD_KEY), how="left")
+    return spine.reindex(columns=list(SPINE_COLUMNS)).reset_index(drop=True)
+
+
+def children_of(pairs: pd.DataFrame, spine: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The child_id of each pair's left and right record (None when not in the spine)."""
+    child = spine.set_index(list(RECORD_KEY))["child_id"]
+    found = []
+    for side in ("l", "r"):
+        index = pd.MultiIndex.from_arrays([pairs[f"agency_{side}"], pairs[f"person_token_{side}"]])
+        found.append(child.reindex(index).to_numpy(dtype=object))
+    return found[0], found[1]
+
+
+def pairs_for_review(
+    pairs: pd.DataFrame, decisions: pd.DataFrame, spine: pd.DataFrame, settings: Settings
+) -> pd.DataFrame:
+    """Pairs in the review band that nobody has decided and that are not already one child."""
+    band = pairs[in_review_band(pairs, settings)]
+    band = band[~matching_pairs(band, decisions)]
+    left, right = children_of(band, spine)
+    return band[left != right]
+
+
+def clerical_conflicts(
+    decisions: pd.DataFrame, pairs: pd.DataFrame, refused: pd.DataFrame, spine: pd.DataFrame
+) -> pd.DataFrame:
+    """Decisions the spine contradicts, and why: accepted pairs whose two records (both in this
+    run) ended in different children, rejected pairs that other links put in one child."""
+    left, right = children_of(decisions, spine)
+    present = pd.notna(left) & pd.notna(right)
+    accepted = (decisions["decision"] == ACCEPT).to_numpy() & present & (left != right)
+    rejected = (decisions["decision"] == REJECT).to_numpy() & present & (left == right)
+    unapplied = decisions[accepted]
+    reasons = np.where(matching_pairs(unapplied, pairs), NOT_ONE_TO_ONE, NOT_SCORED).astype(object)
+    for reason in refused["reason"].unique():
+        reasons[matching_pairs(unapplied, refused[refused["reason"] == reason])] = reason
+    conflicts = pd.concat(
+        [unapplied.assign(reason=reasons), decisions[rejected].assign(reason=JOINED_ANYWAY)],
+        ignore_index=True,
+    )
+    conflicts["pair_id"] = pair_ids(conflicts)
+    for row in conflicts.itertuples(index=False):
+        log.warning("clerical decision on pair %s not honoured: %s", row.pair_id, row.reason)
+    return conflicts.reindex(columns=list(CONFLICT_COLUMNS)).reset_index(drop=True)
+
+
+def link_ends(links: pd.DataFrame) -> pd.DataFrame:
+    """Each link seen from both records: agency, person_token, other_agency, weight, probability."""
+    ends = []
+    for this, other in (("l", "r"), ("r", "l")):
+        ends.append(
+            pd.DataFrame(
+                {
+                    "agency": links[f"agency_{this}"],
+                    "person_token": links[f"person_token_{this}"],
+                    "other_agency": links[f"agency_{other}"],
+                    "link_weight": links["match_weight"],
+                    "link_probability": links["match_probability"],
+                }
+            )
+        )
+    return pd.concat(ends, ignore_index=True)
+
+
+def record_linkage(
+    scored: list[ScoredPairs], links: pd.DataFrame, spine: pd.DataFrame
+) -> pd.DataFrame:
+    """Per record and other agency: candidate pairs, match mass, whether its child holds a record
+    of the other agency (for duplicates: another record of its own), and the weight and
+    probability of its strongest kept link to that agency (null when linked only through others)."""
+    base = pd.concat([s.records for s in scored], ignore_index=True)
+    base = base.drop_duplicates([*RECORD_KEY, "other_agency"])
+    ends = link_ends(links).sort_values("link_weight", ascending=False, kind="mergesort")
+    strongest = ends.drop_duplicates([*RECORD_KEY, "other_agency"])
+    frame = base.merge(strongest, on=[*RECORD_KEY, "other_agency"], how="left")
+    frame = frame.merge(spine[[*RECORD_KEY, "child_id"]], on=list(RECORD_KEY), how="left")
+    held = spine.groupby(["child_id", "agency"]).size().rename("_held").reset_index()
+    held = held.rename(columns={"agency": "other_agency"})
+    frame = frame.merge(held, on=["child_id", "other_agency"], how="left")
+    own = (frame["other_agency"] == frame["agency"]).astype(int)
+    frame["linked"] = frame["_held"].fillna(0).astype(int) - own > 0
+    return frame.reindex(columns=list(RECORD_LINKAGE_COLUMNS)).reset_index(drop=True)
+
+
+def write_link_result(result: LinkResult, out_dir: Path, registry: Path | None = None) -> None:
+    """links.parquet, spine.parquet, record_linkage.parquet, model.json, review.csv and
+    conflicts.csv in out_dir; then, when registry (a directory) is given, the updated id
+    registry and history there, last, so a failed run never moves the ids."""
     out_dir.mkdir(parents=True, exist_ok=True)
     result.links.to_parquet(out_dir / "links.parquet", index=False)
     result.spine.to_parquet(out_dir / "spine.parquet", index=False)
-    document = {"models": result.model, "candidate_pairs": result.candidate_pairs}
+    result.record_linkage.to_parquet(out_dir / "record_linkage.parquet", index=False)
+    document = {
+        "period": result.period,
+        "models": result.model,
+        "candidate_pairs": result.candidate_pairs,
+        "thresholds": result.thresholds,
+    }
     (out_dir / "model.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
+    write_review_file(result.review, out_dir / "review.csv")
+    write_atomically(out_dir / "conflicts.csv", result.conflicts.to_csv)
+    if registry is not None:
+        write_id_state(result.ids, registry)

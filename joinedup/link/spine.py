@@ -1,16 +1,64 @@
-"""One-to-one links and the child spine: clusters of records that are one child."""
+"""One-to-one links, the child spine (constrained clusters) and its stable child ids.
+
+Clustering (`cluster_records`). Records become children in two passes of a union-find, each
+taking its links strongest first (descending match weight, ties in a fixed order of the keys):
+
+1. duplicate links (two records of one agency) form *agency persons*: the groups of one
+   agency's records that are one person to that agency;
+2. cross-agency links join agency persons into children.
+
+A link is refused when the union would give a child two different NHS number tokens or two
+different UPN tokens, or (in pass 2) two different agency persons of one agency. Because every
+link already in a cluster is at least as strong, a refused link is always the weakest link on
+the path that would have broken the constraint. Twins never reach this stage as a link: the
+twin guard drops forename-disagreeing pairs that agree on no identifier before clustering.
+
+Stable ids (`assign_child_ids`). A persistent registry (settings.data_dir/spine/registry.parquet)
+holds the child_id last given to every record (agency, person_token) with the first and last
+period it was seen, and an id history (id_history.parquet) records each retired id with the id
+it was merged into and the period. Each run:
+
+1. every cluster votes for the prior ids of its members (one vote per member that had one);
+2. ids are handed out greedily by votes, most first (ties: the id first seen in the oldest
+   period, then the smallest id, then the cluster with the smallest record key): a cluster keeps
+   the id most of its members held, and an id goes to at most one cluster. When children merge,
+   the id of the larger part survives and the others are retired into it (written to the
+   history). When a child splits, the part holding most of its members keeps the id; the other
+   parts take another prior id of their members if one is free, else a new id;
+3. a cluster without a prior id gets 'C' + the first 16 hex digits of sha256 of its smallest
+   'agency|person_token', salted ('|1', '|2', ...) if that id was ever used before.
+
+Ids depend only on the clusters and the registry, never on row order, so rerunning a period
+with the same inputs gives identical ids, and adding next period's extracts keeps the id of
+every child already linked (new records join it and vote for nothing). The registry is written
+atomically (temporary file, then os.replace) after the run's other outputs.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from joinedup.link.records import RECORD_KEY
-from joinedup.settings import AGENCIES
+from joinedup.settings import Settings
 
 log = logging.getLogger(__name__)
+
+REGISTRY_FILE = "registry.parquet"
+HISTORY_FILE = "id_history.parquet"
+REGISTRY_COLUMNS = ("agency", "person_token", "child_id", "first_seen_period", "last_seen_period")
+HISTORY_COLUMNS = ("retired_id", "child_id", "period")
+NHS_CONFLICT = "two NHS number tokens in one child"
+UPN_CONFLICT = "two UPN tokens in one child"
+AGENCY_CONFLICT = "two persons of one agency in one child"
 
 # ----------------------------------------------------------------------------------------------
 # 5. One-to-one links per agency pair
@@ -43,49 +91,285 @@ def one_to_one(links: pd.DataFrame) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------
-# 6. Child spine
+# 6. Child spine: constrained clustering
 # ----------------------------------------------------------------------------------------------
 
 
-def child_id_of(agency: str, token: str) -> str:
-    """'C' + the first 16 hex digits of sha256 of 'agency|person_token'."""
-    return "C" + hashlib.sha256(f"{agency}|{token}".encode()).hexdigest()[:16]
+@dataclass(frozen=True)
+class Clusters:
+    """Each record's cluster number (records in RECORD_KEY order), the links the clusters kept
+    and the links they refused with the reason."""
+
+    records: pd.DataFrame  # agency, person_token, cluster
+    kept: pd.DataFrame
+    refused: pd.DataFrame  # the refused links plus a 'reason' column
 
 
-def cluster_links(records: pd.DataFrame, links: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Clusters of at most one record per agency, strongest links first.
+class ConstrainedUnionFind:
+    """Union-find over records whose clusters carry at most one NHS token, one UPN token and
+    one agency person per agency."""
 
-    Returns the spine (agency, person_token, child_id for every record) and the links that the
-    clusters kept (a link that would join two records of one agency is dropped).
-    """
-    keys = records[list(RECORD_KEY)].drop_duplicates().sort_values(list(RECORD_KEY))
-    node = {key: i for i, key in enumerate(zip(keys["agency"], keys["person_token"], strict=True))}
-    parent = list(range(len(node)))
-    agencies = [1 << AGENCIES.index(a) for a in keys["agency"]]
+    def __init__(self, agencies: list[str], nhs: list, upn: list) -> None:
+        self.parent = list(range(len(agencies)))
+        self.nhs = [None if pd.isna(t) else t for t in nhs]
+        self.upn = [None if pd.isna(t) else t for t in upn]
+        self.persons: list[dict[str, int]] = [{a: i} for i, a in enumerate(agencies)]
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
+    def root(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
         return i
 
-    ordered = by_descending_weight(links)
-    kept = []
-    for index, row in zip(ordered.index, ordered.itertuples(index=False), strict=True):
-        a = root(node[(row.agency_l, row.person_token_l)])
-        b = root(node[(row.agency_r, row.person_token_r)])
-        if a == b:
-            kept.append(index)
-        elif not agencies[a] & agencies[b]:
-            low, high = sorted((a, b))
-            parent[high] = low
-            agencies[low] |= agencies[high]
-            kept.append(index)
-    spine = keys.reset_index(drop=True).assign(_root=[root(i) for i in range(len(node))])
-    first = spine.groupby("_root").head(1)
-    ids = {
-        r: child_id_of(a, t)
-        for r, a, t in zip(first["_root"], first["agency"], first["person_token"], strict=True)
-    }
-    spine["child_id"] = spine["_root"].map(ids)
-    return spine.drop(columns="_root"), ordered.loc[kept].reset_index(drop=True)
+    def conflict(self, a: int, b: int, same_person: bool) -> str | None:
+        """Why roots a and b may not join (None: they may). same_person: the link is a
+        duplicate link, which makes two agency persons one."""
+        if self.nhs[a] and self.nhs[b] and self.nhs[a] != self.nhs[b]:
+            return NHS_CONFLICT
+        if self.upn[a] and self.upn[b] and self.upn[a] != self.upn[b]:
+            return UPN_CONFLICT
+        shared = self.persons[a].keys() & self.persons[b].keys()
+        if not same_person and any(self.persons[a][g] != self.persons[b][g] for g in shared):
+            return AGENCY_CONFLICT
+        return None
+
+    def union(self, a: int, b: int) -> None:
+        """Join roots a and b (the smaller root survives); their agency persons merge."""
+        low, high = sorted((a, b))
+        self.parent[high] = low
+        self.nhs[low] = self.nhs[low] or self.nhs[high]
+        self.upn[low] = self.upn[low] or self.upn[high]
+        persons = dict(self.persons[high])
+        for agency, person in self.persons[low].items():
+            persons[agency] = min(person, persons.get(agency, person))
+        self.persons[low] = persons
+
+    def add_links(self, links: pd.DataFrame, node: dict, same_person: bool) -> tuple[list, list]:
+        """Add links strongest first; returns the kept indices and (index, reason) refusals."""
+        kept, refused = [], []
+        ordered = by_descending_weight(links)
+        columns = ["agency_l", "person_token_l", "agency_r", "person_token_r"]
+        for index, al, tl, ar, tr in zip(
+            ordered.index, *(ordered[c] for c in columns), strict=True
+        ):
+            a, b = self.root(node[(al, tl)]), self.root(node[(ar, tr)])
+            reason = None if a == b else self.conflict(a, b, same_person)
+            if reason is None:
+                if a != b:
+                    self.union(a, b)
+                kept.append(index)
+            else:
+                refused.append((index, reason))
+        return kept, refused
+
+
+def cluster_records(
+    records: pd.DataFrame, duplicate_links: pd.DataFrame, cross_links: pd.DataFrame
+) -> Clusters:
+    """Clusters of records under the spine's constraints (see the module docstring).
+
+    records: agency, person_token, nhs_token, upn_token (one row per record). Links: agency_l,
+    person_token_l, agency_r, person_token_r, match_weight, and any further columns.
+    """
+    keys = records_in_key_order(records)
+    node = {k: i for i, k in enumerate(zip(keys["agency"], keys["person_token"], strict=True))}
+    forest = ConstrainedUnionFind(
+        keys["agency"].tolist(), keys["nhs_token"].tolist(), keys["upn_token"].tolist()
+    )
+    kept_dup, refused_dup = forest.add_links(duplicate_links, node, same_person=True)
+    kept_cross, refused_cross = forest.add_links(cross_links, node, same_person=False)
+    kept = concat_rows([duplicate_links.loc[kept_dup], cross_links.loc[kept_cross]])
+    refused = concat_rows(
+        [refusals(duplicate_links, refused_dup), refusals(cross_links, refused_cross)]
+    )
+    clusters = keys[list(RECORD_KEY)].assign(cluster=[forest.root(i) for i in range(len(keys))])
+    return Clusters(records=clusters, kept=kept, refused=refused)
+
+
+def records_in_key_order(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per record, sorted by (agency, person_token), with its identifier tokens."""
+    columns = [*RECORD_KEY, "nhs_token", "upn_token"]
+    frame = records.reindex(columns=columns).drop_duplicates(list(RECORD_KEY))
+    return frame.sort_values(list(RECORD_KEY), kind="mergesort").reset_index(drop=True)
+
+
+def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames' rows one after another (the first frame's columns when all are empty)."""
+    filled = [f for f in frames if len(f)]
+    return pd.concat(filled or frames[:1], ignore_index=True)
+
+
+def refusals(links: pd.DataFrame, refused: list[tuple[int, str]]) -> pd.DataFrame:
+    """The refused rows of links with their reason."""
+    index = [i for i, _ in refused]
+    return links.loc[index].assign(reason=[reason for _, reason in refused])
+
+
+# ----------------------------------------------------------------------------------------------
+# 7. Stable child ids
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdState:
+    """The persistent id registry (one row per record ever linked) and the id history."""
+
+    registry: pd.DataFrame
+    history: pd.DataFrame
+
+    def used_ids(self) -> set[str]:
+        """Every id ever given out: held by a record, retired, or merged into."""
+        return (
+            set(self.registry["child_id"])
+            | set(self.history["retired_id"])
+            | set(self.history["child_id"])
+        )
+
+
+def registry_dir(settings: Settings) -> Path:
+    """Where the id registry and history persist across runs and periods."""
+    return settings.data_dir / "spine"
+
+
+def empty_id_state() -> IdState:
+    return IdState(
+        registry=pd.DataFrame({c: pd.Series(dtype=object) for c in REGISTRY_COLUMNS}),
+        history=pd.DataFrame({c: pd.Series(dtype=object) for c in HISTORY_COLUMNS}),
+    )
+
+
+def read_id_state(directory: Path) -> IdState:
+    """The registry and history in directory (empty when there are none yet)."""
+    empty = empty_id_state()
+    registry, history = directory / REGISTRY_FILE, directory / HISTORY_FILE
+    return IdState(
+        registry=pd.read_parquet(registry) if registry.exists() else empty.registry,
+        history=pd.read_parquet(history) if history.exists() else empty.history,
+    )
+
+
+def write_id_state(state: IdState, directory: Path) -> None:
+    """Write the registry and history, each atomically (temporary file, then os.replace)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    write_atomically(directory / HISTORY_FILE, state.history.to_parquet)
+    write_atomically(directory / REGISTRY_FILE, state.registry.to_parquet)
+
+
+def write_atomically(path: Path, write: Callable[..., object]) -> None:
+    """Call write(temporary_path, index=False) next to path, then move the result over path."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        write(temporary, index=False)
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def child_id_of(agency: str, token: str, salt: int = 0) -> str:
+    """'C' + the first 16 hex digits of sha256 of 'agency|person_token' (then '|salt')."""
+    text = f"{agency}|{token}" + (f"|{salt}" if salt else "")
+    return "C" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def fresh_child_id(agency: str, token: str, used: set[str]) -> str:
+    """The cluster's own id, salted until it is one never used before."""
+    salt = 0
+    while (candidate := child_id_of(agency, token, salt)) in used:
+        salt += 1
+    return candidate
+
+
+LAST_PERIOD = "~"  # sorts after every period label: an id with no known period is the youngest
+
+
+def id_votes(clusters: pd.DataFrame, keys: pd.Series, state: IdState) -> pd.DataFrame:
+    """Per (cluster, prior id): members holding it, the id's first period, the cluster's key
+    (keys: `cluster_keys`); in the order ids are handed out."""
+    prior = clusters.merge(
+        state.registry[[*RECORD_KEY, "child_id"]], on=list(RECORD_KEY), how="inner"
+    )
+    votes = prior.groupby(["cluster", "child_id"]).size().rename("votes").reset_index()
+    first_seen = state.registry.groupby("child_id")["first_seen_period"].min()
+    votes["first_seen"] = votes["child_id"].map(first_seen).fillna(LAST_PERIOD)
+    votes["cluster_key"] = votes["cluster"].map(keys)
+    return votes.sort_values(
+        ["votes", "first_seen", "child_id", "cluster_key"],
+        ascending=[False, True, True, True],
+        kind="mergesort",
+    )
+
+
+def cluster_keys(clusters: pd.DataFrame) -> pd.Series:
+    """Each cluster's smallest 'agency|person_token'."""
+    keys = clusters["agency"].astype(str) + "|" + clusters["person_token"].astype(str)
+    return keys.groupby(clusters["cluster"]).min()
+
+
+def assign_child_ids(
+    clusters: pd.DataFrame, state: IdState, period: str | None
+) -> tuple[pd.Series, IdState]:
+    """A child_id for every record of clusters (agency, person_token, cluster), by the rule of
+    the module docstring, and the registry and history updated with them."""
+    keys = cluster_keys(clusters)
+    votes = id_votes(clusters, keys, state)
+    given: dict[int, str] = {}
+    taken: set[str] = set()
+    for cluster, child_id in zip(votes["cluster"], votes["child_id"], strict=True):
+        if cluster not in given and child_id not in taken:
+            given[cluster] = child_id
+            taken.add(child_id)
+    used = state.used_ids() | taken
+    for cluster, key in sorted(keys.items(), key=lambda item: item[1]):
+        if cluster not in given:
+            agency, token = key.split("|", 1)
+            given[cluster] = fresh_child_id(agency, token, used)
+            used.add(given[cluster])
+    child_ids = clusters["cluster"].map(given).rename("child_id")
+    retired = retired_ids(votes, given, period)
+    return child_ids, updated_id_state(state, clusters.assign(child_id=child_ids), retired, period)
+
+
+def retired_ids(votes: pd.DataFrame, given: dict[int, str], period: str | None) -> pd.DataFrame:
+    """Prior ids no cluster kept, each with the id of the cluster most of its members joined."""
+    lost = votes[~votes["child_id"].isin(set(given.values()))]
+    best = lost.drop_duplicates("child_id", keep="first")  # votes are in hand-out order
+    return pd.DataFrame(
+        {
+            "retired_id": best["child_id"].to_numpy(),
+            "child_id": best["cluster"].map(given).to_numpy(),
+            "period": period,
+        },
+        columns=list(HISTORY_COLUMNS),
+    ).astype(object)
+
+
+def updated_id_state(
+    state: IdState, assigned: pd.DataFrame, retired: pd.DataFrame, period: str | None
+) -> IdState:
+    """Registry rows of this run's records replaced (first seen kept, last seen advanced); rows
+    of absent records kept, with retired ids pointed at the id they were merged into."""
+    merged_into = dict(zip(retired["retired_id"], retired["child_id"], strict=True))
+    key = list(RECORD_KEY)
+    before = state.registry.set_index(key)
+    now = assigned[[*key, "child_id"]].set_index(key)
+    old_first = before["first_seen_period"].reindex(now.index)
+    old_last = before["last_seen_period"].reindex(now.index)
+    now["first_seen_period"] = old_first.where(old_first.notna(), period)
+    now["last_seen_period"] = latest_period(old_last, period)
+    absent = before[~before.index.isin(now.index)].copy()
+    absent["child_id"] = absent["child_id"].replace(merged_into)
+    registry = pd.concat([absent, now]).reset_index().sort_values(key, kind="mergesort")
+    registry = registry.reindex(columns=list(REGISTRY_COLUMNS)).reset_index(drop=True)
+    history = pd.concat([state.history, retired], ignore_index=True)
+    return IdState(registry=registry.astype(object), history=history.astype(object))
+
+
+def latest_period(previous: pd.Series, period: str | None) -> pd.Series:
+    """The later of each previous last-seen period and this run's period (None: unchanged)."""
+    if period is None:
+        return previous
+    values = [
+        period if pd.isna(p) or str(p) < period else p for p in previous.to_numpy(dtype=object)
+    ]
+    return pd.Series(np.array(values, dtype=object), index=previous.index)
