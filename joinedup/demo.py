@@ -57,7 +57,19 @@ def prepare_landing(settings: Settings, period: str, seed: int, scale: float, ke
 
     generate(settings, period=period, seed=seed, scale=scale)
     landed = pseudonymise_tree(settings.raw_dir, settings.landing_dir, key, LANDING_FORMATS)
+    write_truth_pairs(settings, period, key)
     return len(landed)
+
+
+def write_truth_pairs(settings: Settings, period: str, key: bytes) -> Path:
+    """The synthetic truth as pairs of person tokens that are one child, beside the truth, so
+    the warehouse's linkage QA can show true precision and recall (synthetic data only)."""
+    from joinedup.link.evaluate import TRUTH_PAIRS_FILE, truth_pairs
+
+    truth = pd.read_parquet(settings.truth_dir / period / "records.parquet")
+    target = settings.truth_dir / period / TRUTH_PAIRS_FILE
+    truth_pairs(truth, key).to_parquet(target, index=False)
+    return target
 
 
 def migrate_airflow_db() -> None:

@@ -9,6 +9,7 @@ published file holds `child_id` as its only person key.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,7 +26,7 @@ import pyarrow.parquet as pq
 from joinedup import __version__
 from joinedup.contracts import Period, code_lists, contract, contracts
 from joinedup.ingest import DELIVERY_FIELDS, QUARANTINE_SCHEMA
-from joinedup.settings import Settings
+from joinedup.settings import AGENCIES, Settings
 
 CATALOGUE_FILE = "catalogue.json"
 
@@ -54,6 +55,9 @@ PUBLISHED_TABLES: frozenset[str] = frozenset(
         "dq_identifier_completeness",
         "quarantine",
         "link_pairs",
+        "linkage_qa",
+        "published_linkage_qa",
+        "linkage_weight_distribution",
         "metric_values",
         "published_metrics",
         "manifest",
@@ -69,7 +73,31 @@ LINK_COLUMNS = (
     "match_weight",
     "match_probability",
     "agreement",
+    "decided_by",
 )
+# Optional outputs of the linker: a link dir written before record_linkage.parquet existed, or
+# a run on real data (no truth_pairs.parquet), loads them as empty tables (see 70_linkage_qa.sql).
+RECORD_LINKAGE_SCHEMA = pa.schema(
+    [
+        ("agency", pa.string()),
+        ("person_token", pa.string()),
+        ("other_agency", pa.string()),
+        ("candidates", pa.int64()),
+        ("match_mass", pa.float64()),
+        ("linked", pa.bool_()),
+        ("link_weight", pa.float64()),
+        ("link_probability", pa.float64()),
+    ]
+)
+TRUTH_PAIRS_SCHEMA = pa.schema(
+    [
+        ("agency_l", pa.string()),
+        ("person_token_l", pa.string()),
+        ("agency_r", pa.string()),
+        ("person_token_r", pa.string()),
+    ]
+)
+AGENCY_PAIRS_SCHEMA = pa.schema([("agency_l", pa.string()), ("agency_r", pa.string())])
 
 REF_PERIOD_SCHEMA = pa.schema(
     [
@@ -186,8 +214,15 @@ def build_warehouse(
     linkage_quality: list[dict] | pd.DataFrame | None = None,
     settings: Settings | None = None,
     delivery_records: Sequence[Mapping[str, Any]] = (),
+    record_linkage: Path | None = None,
+    truth_pairs: Path | None = None,
 ) -> dict[str, int]:
     """Build a new warehouse file at db_path and return its row count per table.
+
+    record_linkage and truth_pairs are the linker's optional outputs (record_linkage.parquet,
+    and truth_pairs.parquet on synthetic data); None or a path that does not exist loads them
+    empty, and the linkage QA tables then have no rows (no record_linkage) or NULL true
+    precision and recall (no truth_pairs).
 
     delivery_records are the store's records of every delivery (history included, as
     joinedup.ingest writes them); those whose delivery_id is among the sources are current,
@@ -206,6 +241,7 @@ def build_warehouse(
         with duckdb.connect(str(db_path)) as con:
             load_reference_tables(con, sources, linkage_quality, settings.transforms_dir)
             load_sources(con, sources, spine, links)
+            load_linkage_outputs(con, record_linkage, truth_pairs)
             load_data_quality(con, sources, delivery_records)
             run_transforms(con, settings.transforms_dir)
             write_manifest(con, run_id, source_periods(sources))
@@ -397,6 +433,43 @@ def load_sources(
             )
     load_parquet_columns(con, "src_spine", spine, SPINE_COLUMNS)
     load_parquet_columns(con, "src_links", links, LINK_COLUMNS)
+
+
+def load_linkage_outputs(
+    con: duckdb.DuckDBPyConnection, record_linkage: Path | None, truth_pairs: Path | None
+) -> None:
+    """Load the linker's per-record figures into src_record_linkage, the true pairs into
+    src_truth_pairs (each empty when its file is absent) and the agency pairs into
+    src_agency_pairs, for 70_linkage_qa.sql."""
+    load_optional_parquet(con, "src_record_linkage", record_linkage, RECORD_LINKAGE_SCHEMA)
+    load_optional_parquet(con, "src_truth_pairs", truth_pairs, TRUTH_PAIRS_SCHEMA)
+    load_arrow(
+        con,
+        "src_agency_pairs",
+        pa.Table.from_pylist(agency_pair_rows(), schema=AGENCY_PAIRS_SCHEMA),
+        temp=True,
+    )
+
+
+def agency_pair_rows() -> list[dict[str, str]]:
+    """Every pair of agencies the linker links, each agency with itself too (duplicates), in
+    the linker's orientation: AGENCIES order, as joinedup.link.records.AGENCY_PAIRS (not
+    imported here: importing joinedup.link loads recordlinkage)."""
+    return [
+        {"agency_l": left, "agency_r": right}
+        for left, right in itertools.combinations_with_replacement(AGENCIES, 2)
+    ]
+
+
+def load_optional_parquet(
+    con: duckdb.DuckDBPyConnection, table: str, path: Path | None, schema: pa.Schema
+) -> None:
+    """Load a Parquet file's schema columns into a TEMP table; empty when there is no file."""
+    load_arrow(con, table, schema.empty_table(), temp=True)
+    if path is not None and Path(path).exists():
+        check_file_columns(Path(path), schema.names, exact=False)
+        column_list = ", ".join(schema.names)
+        con.execute(f"INSERT INTO {table} SELECT {column_list} FROM read_parquet(?)", [str(path)])
 
 
 def check_file_columns(path: Path, expected: Sequence[str], exact: bool = True) -> None:

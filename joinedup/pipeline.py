@@ -211,20 +211,26 @@ def export_quarantine(
 
 
 def link_step(period: str, settings: Settings | None = None) -> dict:
-    """Link every current delivery (all periods) into the child spine; returns where it is."""
+    """Link every current delivery (all periods) into the child spine, applying the clerical
+    decisions; writes the link outputs and review.csv, then moves the id registry on (last, so a
+    failed step leaves the ids as they were). Returns where the outputs are and their counts."""
     from joinedup.link import link, write_link_result
+    from joinedup.link.spine import registry_dir
 
     settings = settings or Settings.from_env()
     deliveries = _require_all_agencies(current_deliveries(settings.store_dir), period)
-    result = link(extract_paths(deliveries), settings)
+    result = link(extract_paths(deliveries), settings, period)
     out_dir = settings.work_dir / period / "link"
-    write_link_result(result, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     quality = linkage_counts(result.spine, deliveries)
     (out_dir / "linkage_quality.json").write_text(json.dumps(quality, indent=2))
+    write_link_result(result, out_dir, registry_dir(settings))
     return {
         "link_dir": str(out_dir),
         "links": len(result.links),
         "children": int(result.spine.child_id.nunique()),
+        "review_pairs": len(result.review),
+        "clerical_conflicts": len(result.conflicts),
     }
 
 
@@ -253,8 +259,23 @@ def build_step(period: str, run_id: str, settings: Settings | None = None) -> di
         linkage_quality=json.loads((link_dir / "linkage_quality.json").read_text()),
         settings=settings,
         delivery_records=[asdict(d) for d in all_deliveries(settings.store_dir)],
+        record_linkage=link_dir / "record_linkage.parquet",
+        truth_pairs=synthetic_truth_pairs(settings, link_dir),
     )
     return {"build_path": str(build_path), "row_counts": counts}
+
+
+def synthetic_truth_pairs(settings: Settings, link_dir: Path) -> Path | None:
+    """On synthetic data, the true pairs of every period in one file in the link dir (the spine
+    links all current deliveries, whatever their period); None where there is no truth."""
+    from joinedup.link.evaluate import TRUTH_PAIRS_FILE
+
+    found = sorted(settings.truth_dir.glob(f"*/{TRUTH_PAIRS_FILE}"))
+    if not found:
+        return None
+    target = link_dir / TRUTH_PAIRS_FILE
+    pq.write_table(pa.concat_tables([pq.read_table(p) for p in found]), target)
+    return target
 
 
 def publish_step(build_path: str, settings: Settings | None = None) -> str:
@@ -283,7 +304,8 @@ def extract_paths(deliveries: Iterable[Delivery]) -> dict[str, list[Path]]:
 
 def linkage_counts(spine: pd.DataFrame, deliveries: Iterable[Delivery]) -> list[dict]:
     """Per period, agency pair and area: person records on each side and how many link across."""
-    records = _delivered_records(deliveries).merge(spine, on=["agency", "person_token"])
+    keys = spine[["agency", "person_token", "child_id"]]
+    records = _delivered_records(deliveries).merge(keys, on=["agency", "person_token"])
     rows = []
     for (period, la_code), area in records.groupby(["period", "la_code"]):
         for i, left in enumerate(AGENCIES):

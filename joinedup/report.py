@@ -2,8 +2,9 @@
 
 Reads the warehouse read-only and only its published tables: `published_metrics`,
 `metric_catalogue`, `metric_benchmarks`, `published_linkage_quality` (linkage_quality with its
-counts disclosure-controlled) and `manifest`; never the restricted `metric_values` or
-`linkage_quality`, which hold unrounded small counts.
+counts disclosure-controlled), `published_linkage_qa` (the linkage QA of
+transforms/70_linkage_qa.sql, disclosure-controlled) and `manifest`; never the restricted
+`metric_values`, `linkage_quality` or `linkage_qa`, which hold unrounded small counts.
 """
 
 from __future__ import annotations
@@ -55,6 +56,17 @@ class CohortRow:
 
 
 @dataclass(frozen=True)
+class LinkageQaRow:
+    """One agency's records looked up in another agency (or its own, for duplicates): the
+    published figures of group 'all' and the group with the lowest recall."""
+
+    key: str
+    label: str
+    figures: dict[str, Any]
+    worst_group: str
+
+
+@dataclass(frozen=True)
 class MetricSection:
     """One metric of an area report: its catalogue entry and its published cells."""
 
@@ -79,6 +91,7 @@ def render_reports(
         published = read_published(con, period)
         benchmarks = read_benchmarks(con)
         linkage = read_linkage_quality(con, period)
+        linkage_qa = read_linkage_qa(con, period)
         quality = read_data_quality(con, period)
         manifest = rows(con, "SELECT run_id, built_at FROM manifest")[0]
     if not published:
@@ -94,6 +107,7 @@ def render_reports(
             period=period,
             sections=metric_sections(catalogue, published, benchmarks, la_code),
             linkage=[row for row in linkage if row["la_code"] == la_code],
+            linkage_qa=linkage_qa_rows([row for row in linkage_qa if row["la_code"] == la_code]),
             quality=[row for row in quality if row["la_code"] == la_code],
             data_docs=data_docs_links(settings, target_dir),
             manifest=manifest,
@@ -106,13 +120,15 @@ def render_reports(
 
 
 def report_environment(templates_dir: Path) -> Environment:
-    return Environment(
+    environment = Environment(
         loader=FileSystemLoader(str(templates_dir)),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    environment.filters["qa_share"] = qa_share
+    return environment
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
@@ -144,6 +160,11 @@ def read_linkage_quality(con: duckdb.DuckDBPyConnection, period: str) -> list[di
         "ORDER BY la_code, agency_pair",
         [period],
     )
+
+
+def read_linkage_qa(con: duckdb.DuckDBPyConnection, period: str) -> list[dict]:
+    """The published linkage QA of the period, every group."""
+    return rows(con, "SELECT * FROM published_linkage_qa WHERE period = ?", [period])
 
 
 def read_data_quality(con: duckdb.DuckDBPyConnection, period: str) -> list[dict]:
@@ -184,6 +205,11 @@ def with_unit(value: str | None, unit: str) -> str:
     if value in SUPPRESSION_SYMBOLS:
         return value
     return f"{value}{UNIT_SUFFIX.get(unit, ' ' + unit)}"
+
+
+def qa_share(value: str | None) -> str:
+    """A published linkage QA share (percent as text, or a symbol); NULL is not measured."""
+    return "not measured" if value is None else with_unit(value, "percent")
 
 
 def format_benchmark(value: float, unit: str, decimals: int) -> str:
@@ -235,3 +261,65 @@ def metric_sections(
             )
         )
     return sections
+
+
+QA_SIDE = ("agency_pair", "agency", "other_agency")
+
+
+def linkage_qa_rows(qa: list[dict]) -> list[LinkageQaRow]:
+    """One row per agency pair and side of an area's published linkage QA, pairs of two
+    agencies first, each with its worst group."""
+    overall = [row for row in qa if row["group_type"] == "all"]
+    overall.sort(key=lambda r: (r["agency"] == r["other_agency"], r["agency_pair"], r["agency"]))
+    result = []
+    for row in overall:
+        side = tuple(row[name] for name in QA_SIDE)
+        groups = [
+            g for g in qa if g["group_type"] != "all" and tuple(g[n] for n in QA_SIDE) == side
+        ]
+        result.append(
+            LinkageQaRow(
+                key=f"{row['agency_pair']}:{row['agency']}",
+                label=qa_side_label(row["agency"], row["other_agency"]),
+                figures=row,
+                worst_group=worst_group(groups),
+            )
+        )
+    return result
+
+
+def qa_side_label(agency: str, other_agency: str) -> str:
+    if agency == other_agency:
+        return f"{agency} duplicates"
+    return f"{agency} records in {other_agency}"
+
+
+def group_recall(row: dict) -> str | None:
+    """A group's published recall: the true one where measured, else the model's estimate."""
+    if row["published_true_recall"] is not None:
+        return row["published_true_recall"]
+    return row["published_recall_estimate"]
+
+
+def worst_group(groups: list[dict]) -> str:
+    """The group with the lowest published recall, as 'label: value%'; groups whose recall is
+    withheld or undefined are left out (empty when none is left)."""
+    shown = []
+    for group in groups:
+        recall = group_recall(group)
+        if recall is not None and recall not in SUPPRESSION_SYMBOLS:
+            shown.append((float(recall), group))
+    if not shown:
+        return ""
+    recall, group = min(shown, key=lambda item: item[0])
+    return f"{group_label(group)}: {recall:.2f}%"
+
+
+def group_label(group: dict) -> str:
+    """An ethnic group, a sex or an age band as the report names it."""
+    value = group["group_value"]
+    if group["group_type"] == "sex":
+        return code_lists()["sex"].get(value, value)
+    if group["group_type"] == "age_band":
+        return f"aged {value}"
+    return value

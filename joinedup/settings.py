@@ -27,6 +27,7 @@ class LinkSettings:
     max_em_iterations: int = 100
     bloom_bits: int = 1024
     bloom_hashes: int = 20
+    address_bloom_hashes: int = 8  # an address has many bigrams: fewer bits set per bigram
 
 
 @dataclass(frozen=True)

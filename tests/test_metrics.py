@@ -21,6 +21,7 @@ The fixture, period 2024-25 unless said otherwise (A = Riverside, B = Shirehampt
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -28,13 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from joinedup.contracts import contract
 from joinedup.metrics import PUBLISHED_TABLES, SourceFile, build_warehouse
-from joinedup.settings import Settings
+from joinedup.settings import AGENCIES, Settings
 
 A = "E09000099"
 B = "E10000099"
@@ -276,11 +279,111 @@ LINKAGE_QUALITY = [
 ]
 
 
+# The fixture's links (each joins two records of one child of the spine): (left agency,
+# person, right agency, person, weight, probability, decided_by). Education c18 is linked to
+# care c18 only through health c18, health c13 to care c13 only through education c13.
+LINKS = [
+    ("education", "c13", "health", "c13", 15.2, 0.999, "model"),
+    ("education", "c18", "health", "c18", 12.0, 0.998, "model"),
+    ("education", "c14", "health", "c14", 9.0, 0.99, "model"),
+    ("education", "c19", "health", "c19", 5.0, 0.97, "clerical"),
+    ("education", "c01", "health", "c01", -3.0, 0.01, "clerical"),
+    ("education", "c02", "health", "c02", 10.5, 0.995, "model"),
+    ("education", "c03", "health", "c03", 7.0, 0.98, "model"),
+    ("education", "c13", "care", "c13", 14.0, 0.999, "model"),
+    ("health", "c18", "care", "c18", 11.0, 0.998, "model"),
+    ("health", "h01", "care", "h01", 8.0, 0.996, "model"),
+    ("health", "k01", "care", "k01", 6.5, 0.95, "model"),
+]
+AGREEMENT = "nhs:missing|forename:agree|surname:agree|dob:agree"
+# The truth: one person's records in two agencies are one child, except education c03 and
+# health c03 (a false link); besides, education c04 and health h02 are one child, and so are
+# health h03 and h04 (duplicates): both missed. A true pair with a record the linker never saw
+# (c05-zz9) must not count.
+FALSE_PAIRS = [("education", "c03", "health", "c03")]
+MISSED_PAIRS = [("education", "c04", "health", "h02"), ("health", "h03", "health", "h04")]
+UNSEEN_PAIRS = [("education", "c05", "health", "zz9")]
+FIXTURE_AGENCIES = ("education", "health", "care")
+
+
+def link_rows() -> list[dict[str, Any]]:
+    return [
+        {
+            "agency_l": agency_l,
+            "person_token_l": person_token(agency_l, left),
+            "agency_r": agency_r,
+            "person_token_r": person_token(agency_r, right),
+            "match_weight": weight,
+            "match_probability": probability,
+            "agreement": AGREEMENT,
+            "decided_by": decided_by,
+        }
+        for agency_l, left, agency_r, right, weight, probability, decided_by in LINKS
+    ]
+
+
+def record_linkage_rows(records: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """record_linkage.parquet: one row per record and agency (its own included); linked when
+    the record's child (its person) holds a record of the other agency, with the weight and
+    probability of its direct link in LINKS; arbitrary candidate counts and match masses (at
+    least the link's probability, some above 1: capped in SQL)."""
+    rng = np.random.default_rng(4)
+    ends = {}
+    for agency_l, left, agency_r, right, weight, probability, _ in LINKS:
+        ends[(agency_l, left, agency_r)] = (weight, probability)
+        ends[(agency_r, right, agency_l)] = (weight, probability)
+    held = set(records)
+    rows = []
+    for agency, person in records:
+        for other in FIXTURE_AGENCIES:
+            weight, probability = ends.get((agency, person, other), (None, None))
+            rows.append(
+                {
+                    "agency": agency,
+                    "person_token": person_token(agency, person),
+                    "other_agency": other,
+                    "candidates": int(rng.integers(0, 6)),
+                    "match_mass": (probability or 0.0) + float(rng.uniform(0.0, 0.7)),
+                    "linked": other != agency and (other, person) in held,
+                    "link_weight": weight,
+                    "link_probability": probability,
+                }
+            )
+    return rows
+
+
+def truth_pair_rows(records: list[tuple[str, str]]) -> list[dict[str, str]]:
+    """truth_pairs.parquet: one person's records in two agencies, less FALSE_PAIRS, plus
+    MISSED_PAIRS and UNSEEN_PAIRS."""
+    people: dict[str, list[str]] = {}
+    for agency, person in records:
+        people.setdefault(person, []).append(agency)
+    same_person = [
+        (agency_l, person, agency_r, person)
+        for person, agencies in people.items()
+        for agency_l, agency_r in itertools.combinations(
+            sorted(agencies, key=FIXTURE_AGENCIES.index), 2
+        )
+    ]
+    pairs = [p for p in same_person if p not in FALSE_PAIRS] + MISSED_PAIRS + UNSEEN_PAIRS
+    return [
+        {
+            "agency_l": agency_l,
+            "person_token_l": person_token(agency_l, left),
+            "agency_r": agency_r,
+            "person_token_r": person_token(agency_r, right),
+        }
+        for agency_l, left, agency_r, right in pairs
+    ]
+
+
 @dataclass(frozen=True)
 class FixtureInputs:
     sources: dict[str, list[SourceFile]]
     spine: Path
     links: Path
+    record_linkage: Path
+    truth_pairs: Path
 
 
 def write_fixture_inputs(root: Path) -> FixtureInputs:
@@ -305,27 +408,12 @@ def write_fixture_inputs(root: Path) -> FixtureInputs:
         spine,
     )
     links = root / "links.parquet"
-    pq.write_table(
-        pa.Table.from_pylist(
-            [
-                {
-                    "agency_l": "education",
-                    "person_token_l": person_token("education", left),
-                    "agency_r": "health",
-                    "person_token_r": person_token("health", right),
-                    "match_weight": weight,
-                    "match_probability": probability,
-                    "agreement": "nhs:missing|forename:agree|surname:agree|dob:agree",
-                }
-                for left, right, weight, probability in [
-                    ("c13", "c13", 15.2, 0.999),
-                    ("c02", "h05", -3.0, 0.01),
-                ]
-            ]
-        ),
-        links,
-    )
-    return FixtureInputs(sources, spine, links)
+    pq.write_table(pa.Table.from_pylist(link_rows()), links)
+    record_linkage = root / "record_linkage.parquet"
+    pq.write_table(pa.Table.from_pylist(record_linkage_rows(sorted(records))), record_linkage)
+    truth_pairs = root / "truth_pairs.parquet"
+    pq.write_table(pa.Table.from_pylist(truth_pair_rows(sorted(records))), truth_pairs)
+    return FixtureInputs(sources, spine, links, record_linkage, truth_pairs)
 
 
 def build_fixture_warehouse(
@@ -341,6 +429,8 @@ def build_fixture_warehouse(
         run_id,
         linkage_quality=LINKAGE_QUALITY,
         settings=settings,
+        record_linkage=inputs.record_linkage,
+        truth_pairs=inputs.truth_pairs,
     )
 
 
@@ -622,14 +712,28 @@ def test_facts_carry_child_id_and_service_contact_counts_agencies(con):
     assert con.execute("SELECT count(*) FROM fct_ehc_requests").fetchone()[0] == 7
 
 
-def test_link_pairs_keep_child_ids_instead_of_tokens(con):
+def test_link_pairs_keep_child_ids_weight_agreement_and_decision(con):
+    """Every link carries child ids (no tokens), weight, probability, pattern and decided_by."""
     rows = con.execute(
-        "SELECT child_id_l, child_id_r, match_probability FROM link_pairs ORDER BY match_weight"
+        "SELECT agency_l, child_id_l, agency_r, child_id_r, match_weight, match_probability, "
+        "agreement, decided_by FROM link_pairs"
     ).fetchall()
-    assert rows == [
-        (child_id("c02"), child_id("h05"), 0.01),
-        (child_id("c13"), child_id("c13"), 0.999),
+    expected = [
+        (al, child_id(left), ar, child_id(right), weight, probability, AGREEMENT, decided_by)
+        for al, left, ar, right, weight, probability, decided_by in LINKS
     ]
+    assert sorted(rows) == sorted(expected)
+
+
+def test_build_fails_when_a_link_lacks_its_decision(tmp_path):
+    """A link without decided_by (or weight, pattern) cannot be explained: the build stops."""
+    inputs = write_fixture_inputs(tmp_path)
+    links = pq.read_table(inputs.links).to_pylist()
+    links[0]["decided_by"] = None
+    pq.write_table(pa.Table.from_pylist(links), inputs.links)
+    with pytest.raises(Exception, match="1 link\\(s\\) lack a match weight"):
+        build_warehouse(tmp_path / "b.duckdb", inputs.sources, inputs.spine, inputs.links, "r")
+    assert not (tmp_path / "b.duckdb").exists()
 
 
 def test_linkage_quality_and_reference_tables_are_loaded(con):
@@ -708,3 +812,289 @@ def test_an_extract_without_deliveries_gives_no_cells_for_its_metrics(tmp_path):
             "SELECT count(*) FROM metric_values WHERE metric_id = 'ehcp_issued_within_20_weeks'"
         ).fetchone()[0]
     assert found == 0
+
+
+# --- Linkage QA (transforms/70_linkage_qa.sql) ---------------------------------------------
+
+QA_KEY = ["agency_pair", "agency", "other_agency", "la_code", "period", "group_type", "group_value"]
+
+
+def fixture_record_periods() -> pd.DataFrame:
+    """(agency, person_token, period) of every record the fixture's deliveries hold."""
+    held = {
+        (contract(extract).agency, person_token(contract(extract).agency, row["person"]), period)
+        for (extract, period, _), rows in DELIVERIES.items()
+        for row in rows
+    }
+    return pd.DataFrame(sorted(held), columns=["agency", "person_token", "period"])
+
+
+def pandas_age_band(age: pd.Series) -> pd.Series:
+    bands = pd.cut(age, [-100, 4, 10, 15, 19, 200], labels=QA_AGE_BANDS).astype(object)
+    return bands.where(age.notna(), "unknown")
+
+
+QA_AGE_BANDS = ["under 5", "5-10", "11-15", "16-19", "20 and over"]
+
+
+def both_ends(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Each pair from both records: agency, person_token, other_agency, other_token."""
+    columns = ["agency", "person_token", "other_agency", "other_token"]
+    forward = pairs[["agency_l", "person_token_l", "agency_r", "person_token_r"]]
+    backward = pairs[["agency_r", "person_token_r", "agency_l", "person_token_l"]]
+    return pd.concat([forward.set_axis(columns, axis=1), backward.set_axis(columns, axis=1)])
+
+
+def pandas_linkage_qa(inputs: FixtureInputs, con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """linkage_qa recomputed in pandas from the fixture files (children's areas, ages and
+    groups from the warehouse's dimension tables, tested above)."""
+    from joinedup.link.records import AGENCY_PAIRS, pair_name
+
+    record = ["agency", "person_token", "other_agency"]
+    spine = pd.read_parquet(inputs.spine)
+    child_pairs = spine.merge(spine, on="child_id", suffixes=("", "_o"))
+    child_pairs = child_pairs[child_pairs.person_token != child_pairs.person_token_o]
+    child_pairs = child_pairs.rename(
+        columns={"agency_o": "other_agency", "person_token_o": "other_token"}
+    )[[*record, "other_token"]]
+    truth = pd.read_parquet(inputs.truth_pairs)
+    seen = set(zip(spine["agency"], spine["person_token"], strict=True))
+    truth = truth[
+        [
+            (al, tl) in seen and (ar, tr) in seen
+            for al, tl, ar, tr in truth[
+                ["agency_l", "person_token_l", "agency_r", "person_token_r"]
+            ].itertuples(index=False)
+        ]
+    ]
+    pairs = child_pairs.merge(both_ends(truth).drop_duplicates(), how="outer", indicator=True)
+    per_record = (
+        pairs.assign(
+            linked_pairs=pairs["_merge"] != "right_only",
+            true_pairs=pairs["_merge"] != "left_only",
+            true_positive_pairs=pairs["_merge"] == "both",
+        )
+        .groupby(record)[["linked_pairs", "true_pairs", "true_positive_pairs"]]
+        .sum()
+    )
+    names = {(a, b): pair_name(a, b) for a, b in AGENCY_PAIRS}
+    names |= {(b, a): pair_name(a, b) for a, b in AGENCY_PAIRS}
+    names |= {(a, a): pair_name(a, a) for a in FIXTURE_AGENCIES}
+
+    rows = pd.read_parquet(inputs.record_linkage)
+    rows = rows.merge(spine, on=["agency", "person_token"])
+    rows = rows.merge(fixture_record_periods(), on=["agency", "person_token"])
+    rows = rows.merge(
+        con.sql("SELECT child_id, period, la_code, age_at_31_aug FROM dim_child_period").df(),
+        on=["child_id", "period"],
+    )
+    rows = rows.merge(con.sql("SELECT child_id, sex, ethnicity_group FROM dim_child").df())
+    rows = rows.merge(per_record, on=record, how="left").fillna(
+        {"linked_pairs": 0, "true_pairs": 0, "true_positive_pairs": 0}
+    )
+    rows["agency_pair"] = [names[k] for k in zip(rows.agency, rows.other_agency, strict=True)]
+    rows["mass"] = rows["match_mass"].clip(upper=1.0)
+    groups = {
+        "all": pd.Series("all", index=rows.index),
+        "ethnicity_group": rows["ethnicity_group"].fillna("Unknown"),
+        "sex": rows["sex"].fillna("U"),
+        "age_band": pandas_age_band(rows["age_at_31_aug"]),
+    }
+    grouped = pd.concat(
+        [rows.assign(group_type=name, group_value=values) for name, values in groups.items()]
+    )
+    frames = []
+    for key, cell in grouped.groupby(QA_KEY):
+        linked = cell[cell["linked"]]
+        direct = linked[linked["link_weight"].notna()]
+        linked_pairs, true_pairs, hits = (
+            cell[c].sum() for c in ("linked_pairs", "true_pairs", "true_positive_pairs")
+        )
+        frames.append(
+            dict(
+                zip(QA_KEY, key, strict=True),
+                records=len(cell),
+                candidate_pairs=cell["candidates"].sum(),
+                linked_records=len(linked),
+                linkage_rate=len(linked) / len(cell),
+                directly_linked_records=len(direct),
+                mean_match_weight=direct["link_weight"].mean(),
+                median_match_weight=direct["link_weight"].median(),
+                expected_matched_records=cell["mass"].sum(),
+                precision_estimate=direct["link_probability"].mean(),
+                recall_estimate=direct["link_probability"].sum() / cell["mass"].sum(),
+                linked_pairs=linked_pairs,
+                true_pairs=true_pairs,
+                true_positive_pairs=hits,
+                true_precision=hits / linked_pairs if linked_pairs else np.nan,
+                true_recall=hits / true_pairs if true_pairs else np.nan,
+            )
+        )
+    return pd.DataFrame(frames).sort_values(QA_KEY).reset_index(drop=True)
+
+
+def test_linkage_qa_equals_an_independent_pandas_computation(con, built):
+    """Every linkage_qa row and figure equals the same QA computed in pandas from the files."""
+    expected = pandas_linkage_qa(write_fixture_inputs(built.path.parent / "qa-inputs"), con)
+    actual = con.sql("SELECT * FROM linkage_qa").df()
+    assert list(actual.columns) == list(expected.columns)
+    actual = actual.sort_values(QA_KEY).reset_index(drop=True)
+    assert len(actual) > 100
+    pd.testing.assert_frame_equal(actual, expected, check_dtype=False, check_exact=False)
+
+
+def qa_row(con, pair: str, agency: str, period: str = P, la_code: str = A) -> tuple:
+    return con.execute(
+        "SELECT records, linked_records, directly_linked_records, linked_pairs, true_pairs, "
+        "true_positive_pairs, true_precision, true_recall FROM linkage_qa "
+        "WHERE agency_pair = ? AND agency = ? AND period = ? AND la_code = ? "
+        "AND group_type = 'all'",
+        [pair, agency, period, la_code],
+    ).fetchone()
+
+
+def test_true_precision_and_recall_of_a_hand_checked_case(con):
+    """Education A 2024-25: 21 records, 7 linked to health (c01, c02, c03, c13, c14, c18, c19),
+    c03 falsely; true partners: those but c03, and c04-h02 (missed): P = R = 6/7. Health's
+    side counts its 12 records of children in A. The duplicates h03-h04 are missed: R = 0, P
+    undefined. Education c18 reaches care through health: linked, not directly. The truth
+    pair with a record outside the spine (c05-zz9) does not count."""
+    assert qa_row(con, "education-health", "education") == (21, 7, 7, 7, 7, 6, 6 / 7, 6 / 7)
+    assert qa_row(con, "education-health", "health") == (12, 7, 7, 7, 7, 6, 6 / 7, 6 / 7)
+    assert qa_row(con, "health-health", "health") == (12, 0, 0, 0, 2, 0, None, 0.0)
+    assert qa_row(con, "education-care", "education") == (21, 2, 1, 2, 2, 2, 1.0, 1.0)
+    # 2023-24: health holds c02 only, linked to education c02 (held in 2024-25 only).
+    assert qa_row(con, "education-health", "health", PREV) == (1, 1, 1, 1, 1, 1, 1.0, 1.0)
+
+
+def test_published_linkage_qa_applies_the_nhs_rule(con):
+    """Counts 1-7 are '*', others rounded to 5; shares resting on small counts are '*';
+    undefined shares 'z'; no raw count 1-7 appears."""
+    columns = (
+        "published_records, published_linked_records, published_linkage_rate, "
+        "published_precision_estimate, published_mean_match_weight, published_true_precision"
+    )
+    where = "period = ? AND la_code = ? AND group_type = 'all' AND agency_pair = ? AND agency = ?"
+    row = f"SELECT {columns} FROM published_linkage_qa WHERE {where}"
+    found = con.execute(row, [P, A, "education-health", "education"]).fetchone()
+    assert found == ("20", "*", "*", "*", "*", "*")
+    found = con.execute(row, [P, A, "education-education", "education"]).fetchone()
+    assert found == ("20", "0", "0.00", "z", "z", "z")
+    counts = con.execute(
+        "SELECT published_records, published_candidate_pairs, published_linked_records "
+        "FROM published_linkage_qa"
+    ).fetchall()
+    shown = [int(v) for r in counts for v in r if v.isdigit()]
+    assert shown and all(v % 5 == 0 for v in shown)
+
+
+def test_weight_distribution_bins_links_by_decision(con):
+    """Education-health in A 2024-25: weights 15.2, 12, 10.5, 9, 7 (model), 5, -3 (clerical)."""
+    rows = con.execute(
+        "SELECT weight_from, weight_to, links, model_links, clerical_links "
+        "FROM linkage_weight_distribution WHERE agency_pair = 'education-health' "
+        "AND period = ? AND la_code = ? ORDER BY weight_from",
+        [P, A],
+    ).fetchall()
+    assert rows == [
+        (-4, -2, 1, 0, 1),
+        (4, 6, 1, 0, 1),
+        (6, 8, 1, 1, 0),
+        (8, 10, 1, 1, 0),
+        (10, 12, 1, 1, 0),
+        (12, 14, 1, 1, 0),
+        (14, 16, 1, 1, 0),
+    ]
+
+
+def build_without(tmp_path: Path, **optional: Path | None) -> duckdb.DuckDBPyConnection:
+    """Build the fixture with the given optional link outputs; open it read-only."""
+    inputs = write_fixture_inputs(tmp_path)
+    target = tmp_path / "b.duckdb"
+    build_warehouse(target, inputs.sources, inputs.spine, inputs.links, "run-x", **optional)
+    return duckdb.connect(str(target), read_only=True)
+
+
+def test_qa_tables_are_empty_without_record_linkage(con, tmp_path):
+    """A link dir from before record_linkage.parquet: the build succeeds, linkage_qa has no
+    rows, the weight distribution is still built from the links."""
+    distribution = "SELECT * FROM linkage_weight_distribution ORDER BY ALL"
+    with build_without(tmp_path, record_linkage=tmp_path / "absent.parquet") as connection:
+        counts = [
+            connection.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("linkage_qa", "published_linkage_qa")
+        ]
+        assert connection.execute(distribution).fetchall() == con.execute(distribution).fetchall()
+    assert counts == [0, 0]
+
+
+def test_true_figures_are_null_without_truth_pairs(tmp_path):
+    """Real data has no truth: true figures NULL (not measured), model estimates still there."""
+    inputs = write_fixture_inputs(tmp_path / "inputs")
+    with build_without(tmp_path, record_linkage=inputs.record_linkage) as connection:
+        found = connection.execute(
+            "SELECT count(*), count(true_precision), count(true_recall), "
+            "count(published_true_recall), count(precision_estimate) FROM linkage_qa "
+            "JOIN published_linkage_qa USING (agency_pair, agency, other_agency, la_code, "
+            "period, group_type, group_value)"
+        ).fetchone()
+    assert found[0] > 100 and found[1:4] == (0, 0, 0) and found[4] > 0
+
+
+def test_build_fails_when_record_linkage_names_a_record_outside_the_spine(tmp_path):
+    inputs = write_fixture_inputs(tmp_path)
+    rows = pq.read_table(inputs.record_linkage).to_pylist()
+    rows[0]["person_token"] = token("unknown")
+    pq.write_table(pa.Table.from_pylist(rows), inputs.record_linkage)
+    with pytest.raises(Exception, match="record_linkage holds 1 record"):
+        build_warehouse(
+            tmp_path / "b.duckdb",
+            inputs.sources,
+            inputs.spine,
+            inputs.links,
+            "run-x",
+            record_linkage=inputs.record_linkage,
+        )
+
+
+def test_agency_pairs_follow_the_linkers_orientation():
+    """The warehouse's agency pairs are the linker's AGENCY_PAIRS plus each agency with itself."""
+    from joinedup.link.records import AGENCY_PAIRS
+    from joinedup.metrics import agency_pair_rows
+
+    pairs = [(r["agency_l"], r["agency_r"]) for r in agency_pair_rows()]
+    assert sorted(pairs) == sorted([*AGENCY_PAIRS, *((a, a) for a in AGENCIES)])
+
+
+def test_truth_pairs_hold_every_pair_of_one_childs_records_incl_duplicates():
+    """e1 = h1 = h2 (h2 a duplicate in health), e2 = k1, h3 alone: exactly these true pairs."""
+    from joinedup.link.evaluate import truth_pairs
+    from joinedup.pseudonymise import person_token as keyed_token
+
+    key = b"k" * 32
+    truth = pd.DataFrame(
+        [
+            ("education", "e1", "T1"),
+            ("education", "e2", "T2"),
+            ("health", "h1", "T1"),
+            ("health", "h2", "T1"),
+            ("health", "h3", "T3"),
+            ("care", "k1", "T2"),
+        ],
+        columns=["agency", "local_id", "true_id"],
+    )
+
+    def pair(al: str, left: str, ar: str, right: str) -> tuple[str, str, str, str]:
+        return (al, keyed_token(key, al, left), ar, keyed_token(key, ar, right))
+
+    h1, h2 = pair("health", "h1", "health", "h2")[1::2]
+    expected = {
+        pair("education", "e1", "health", "h1"),
+        pair("education", "e1", "health", "h2"),
+        pair("education", "e2", "care", "k1"),
+        ("health", min(h1, h2), "health", max(h1, h2)),
+    }
+    found = truth_pairs(truth, key)
+    assert list(found.columns) == ["agency_l", "person_token_l", "agency_r", "person_token_r"]
+    assert set(found.itertuples(index=False, name=None)) == expected
+    assert len(found) == len(expected)

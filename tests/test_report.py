@@ -11,9 +11,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from joinedup.metrics import build_warehouse
 from joinedup.publish import open_warehouse, publish
-from joinedup.report import render_reports
-from tests.test_metrics import A, B, P, build_fixture_warehouse
+from joinedup.report import render_reports, worst_group
+from tests.test_metrics import A, B, P, build_fixture_warehouse, write_fixture_inputs
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
 
 class TableRows(HTMLParser):
     """Cell texts of the report's table rows, keyed by their data attributes: metric rows by
-    (metric id, cohort value), linkage rows by ("linkage", agency pair)."""
+    (metric id, cohort value), linkage rows by ("linkage", agency pair), linkage QA rows by
+    ("linkage_qa", "agency pair:agency")."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,6 +54,8 @@ class TableRows(HTMLParser):
             self._key = (found["data-metric"], found["data-cohort"])
         elif tag == "tr" and "data-linkage" in found:
             self._key = ("linkage", found["data-linkage"])
+        elif tag == "tr" and "data-linkage-qa" in found:
+            self._key = ("linkage_qa", found["data-linkage-qa"])
         elif tag in ("td", "th") and self._key:
             self._cell = []
             return
@@ -109,7 +113,11 @@ def test_table_cells_show_exactly_the_published_figures(rendered):
         "published_value FROM published_metrics WHERE la_code = ? AND period = ?",
         [A, P],
     )
-    rows = {k: v for k, v in table_rows(rendered.html(A)).items() if k[0] != "linkage"}
+    rows = {
+        k: v
+        for k, v in table_rows(rendered.html(A)).items()
+        if k[0] not in ("linkage", "linkage_qa")
+    }
     assert set(rows) == {(m, c) for m, c, *_ in published}
     for metric, cohort, numerator, denominator, value in published:
         _, shown_numerator, shown_denominator, shown_value, _ = rows[(metric, cohort)]
@@ -176,8 +184,13 @@ def test_reports_need_only_the_published_tables(rendered, tmp_path):
     copy = tmp_path / "published-only.duckdb"
     shutil.copy(rendered.warehouse, copy)
     with duckdb.connect(str(copy)) as con:
-        con.execute("DROP TABLE metric_values")
-        con.execute("DROP TABLE linkage_quality")
+        for restricted in (
+            "metric_values",
+            "linkage_quality",
+            "linkage_qa",
+            "linkage_weight_distribution",
+        ):
+            con.execute(f"DROP TABLE {restricted}")
     paths = render_reports(copy, tmp_path / "out", P)
     assert [p.read_text() for p in paths] == [p.read_text() for p in rendered.paths]
 
@@ -199,3 +212,75 @@ def test_a_metric_without_data_says_so(rendered):
 def test_a_period_without_metrics_is_an_error(rendered, tmp_path):
     with pytest.raises(ValueError, match="no published metrics for period 2019-20"):
         render_reports(rendered.warehouse, tmp_path, "2019-20")
+
+
+QA_SHARES = (
+    "published_linkage_rate",
+    "published_precision_estimate",
+    "published_recall_estimate",
+    "published_true_precision",
+    "published_true_recall",
+)
+
+
+def shown_share(value: str | None) -> str:
+    if value is None:
+        return "not measured"
+    return value if value in ("*", "z") else f"{value}%"
+
+
+@pytest.mark.parametrize("la_code", [A, B])
+def test_linkage_qa_rows_show_the_published_figures(rendered, la_code):
+    """One row per agency pair and side with the area's published counts and shares (group
+    'all'); pairs of two agencies come before duplicates within one agency."""
+    published = query(
+        rendered.warehouse,
+        "SELECT agency_pair || ':' || agency, published_records, published_candidate_pairs, "
+        f"published_linked_records, {', '.join(QA_SHARES)} FROM published_linkage_qa "
+        "WHERE la_code = ? AND period = ? AND group_type = 'all'",
+        [la_code, P],
+    )
+    rows = table_rows(rendered.html(la_code))
+    shown = [key for kind, key in rows if kind == "linkage_qa"]
+    assert sorted(shown) == sorted(row[0] for row in published) and published
+    pair_sides = [key.split(":")[0] for key in shown]
+    within = [p.split("-")[0] == p.split("-")[1] for p in pair_sides]
+    assert within == sorted(within)
+    for key, records, candidates, linked, *shares in published:
+        cells = rows[("linkage_qa", key)]
+        assert cells[1:4] == [records, candidates, linked], key
+        assert cells[4:9] == [shown_share(v) for v in shares], key
+
+
+def qa_group(group_type: str, value: str, true_recall: str | None, estimate: str) -> dict:
+    return {
+        "group_type": group_type,
+        "group_value": value,
+        "published_true_recall": true_recall,
+        "published_recall_estimate": estimate,
+    }
+
+
+def test_worst_group_is_the_lowest_shown_recall():
+    """True recall is preferred to the estimate; withheld ('*') and undefined ('z') recalls are
+    left out; the group is named as the report names it."""
+    groups = [
+        qa_group("ethnicity_group", "Asian", "99.10", "99.90"),
+        qa_group("ethnicity_group", "Black", "*", "10.00"),
+        qa_group("sex", "F", "98.75", "99.99"),
+        qa_group("age_band", "16-19", "z", "z"),
+    ]
+    assert worst_group(groups) == "Female: 98.75%"
+    estimated = [qa_group("age_band", "5-10", None, "97.00"), qa_group("sex", "M", None, "98")]
+    assert worst_group(estimated) == "aged 5-10: 97.00%"
+    assert worst_group([qa_group("sex", "M", "*", "*")]) == ""
+
+
+def test_report_says_when_no_linkage_checks_were_made(tmp_path):
+    """A warehouse built from a link dir without record_linkage.parquet still renders."""
+    inputs = write_fixture_inputs(tmp_path)
+    build = tmp_path / "b.duckdb"
+    build_warehouse(build, inputs.sources, inputs.spine, inputs.links, "run-x")
+    html = render_reports(build, tmp_path / "out", P)[0].read_text(encoding="utf-8")
+    assert "No linkage quality checks were made" in html
+    assert 'data-linkage-qa="' not in html

@@ -52,11 +52,14 @@ SELECT DISTINCT child_id, period, agency
 FROM stg_person
 ORDER BY period, child_id, agency;
 
--- Scored record pairs from the linker, with each side's child_id instead of its token.
+-- The linker's links, with each side's child_id instead of its token: match weight and
+-- probability, the agreement pattern that produced them (comparison levels, no identifiers) and
+-- decided_by ('model', or 'clerical' for a pair a data engineer accepted on review).
+-- 70_linkage_qa.sql fails the build when a link lacks any of them.
 CREATE TABLE link_pairs AS
 SELECT
     l.agency_l, sl.child_id AS child_id_l, l.agency_r, sr.child_id AS child_id_r,
-    l.match_weight, l.match_probability, l.agreement
+    l.match_weight, l.match_probability, l.agreement, l.decided_by
 FROM src_links AS l
 LEFT JOIN src_spine AS sl ON sl.agency = l.agency_l AND sl.person_token = l.person_token_l
 LEFT JOIN src_spine AS sr ON sr.agency = l.agency_r AND sr.person_token = l.person_token_r
