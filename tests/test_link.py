@@ -370,7 +370,13 @@ def compare_one(feature_for, left_row: dict, right_row: dict) -> int:
 
 def name_levels(left, right) -> NameLevels:
     tokens = ("forename_token", "forename_alt_token")
-    return NameLevels(tokens, left.forename_bits, right.forename_bits, label="forename")
+    return NameLevels(
+        tokens,
+        left.forename_bits,
+        right.forename_bits,
+        label="forename",
+        fallback_columns=("forename_phonetic_token",),
+    )
 
 
 @pytest.mark.parametrize(

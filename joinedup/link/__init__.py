@@ -173,7 +173,8 @@ def link_records(
 
 def score_all(records: pd.DataFrame, settings: Settings) -> list[ScoredPairs]:
     """Scored pairs of every agency pair with records on both sides, then of every agency's
-    duplicates."""
+    duplicates, scored with the m of that agency's cross-agency models (duplicates are too rare
+    within one agency for EM to find them on its own)."""
     bits = settings.link.bloom_bits
     sides = {a: prepare_side(a, records[records["agency"] == a], bits) for a in AGENCIES}
     cross = [
@@ -182,7 +183,9 @@ def score_all(records: pd.DataFrame, settings: Settings) -> list[ScoredPairs]:
         if len(sides[a].records) and len(sides[b].records)
     ]
     within = [
-        score_within_agency(sides[a], settings) for a in AGENCIES if len(sides[a].records) > 1
+        score_within_agency(sides[a], settings, [s.model for s in cross if a in s.name.split("-")])
+        for a in AGENCIES
+        if len(sides[a].records) > 1
     ]
     return cross + within
 
