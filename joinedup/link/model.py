@@ -355,7 +355,6 @@ def identifier_agreement(levels: np.ndarray) -> np.ndarray:
 
 def twin_guard(levels: np.ndarray) -> np.ndarray:
     """True for pairs that may link: forenames agree at some level (token, nickname, Dice >= 0.5,
-    Soundex),
-    or an NHS number or UPN agrees. Keeps twins (same surname, dob and address) apart."""
+    Soundex), or an NHS number or UPN agrees. Keeps twins (same surname, dob and address) apart."""
     forename = levels[:, COMPARISON_NAMES.index("forename")]
     return (forename != level_code("forename", "disagree")) | identifier_agreement(levels)

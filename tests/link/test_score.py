@@ -171,25 +171,33 @@ def test_within_agency_scores_each_pair_once_and_each_record_once(scored) -> Non
     assert within.records.person_token.is_unique
 
 
-def within_health_links(with_duplicate: bool) -> pd.DataFrame:
+def within_health_links(with_duplicate: bool) -> tuple[pd.DataFrame, set[str]]:
     """Health's within-agency links (probability >= 0.9, twin guard passed), m taken from the
-    education-health model, with or without the planted second record of child c0."""
+    education-health model; with a second record planted for one child (another postcode, no
+    NHS number) or none. Also returns the planted pair's tokens."""
     education, health = population()
-    if not with_duplicate:
-        health = health[health.person_token != token("health", "c0-again")]
+    first = health.iloc[5]
+    second = first.copy()
+    second["person_token"] = token("health", "planted-second")
+    for column, value in (
+        ps.nhs_number_values(None, KEY) | ps.postcode_values("M1 1AE", KEY)
+    ).items():
+        second[column] = value
+    if with_duplicate:
+        health = pd.concat([health, second.to_frame().T], ignore_index=True)
     left = prepare_side("education", education, SETTINGS.link.bloom_bits)
     right = prepare_side("health", health, SETTINGS.link.bloom_bits)
     cross = score_agency_pair(left, right, SETTINGS)
-    within = score_within_agency(right, SETTINGS, [cross.model])
-    pairs = within.pairs
-    return pairs[(pairs.match_probability >= 0.9) & pairs.may_link]
+    pairs = score_within_agency(right, SETTINGS, [cross.model]).pairs
+    links = pairs[(pairs.match_probability >= 0.9) & pairs.may_link]
+    return links, {first["person_token"], second["person_token"]}
 
 
 def test_within_agency_with_cross_agency_m_finds_the_planted_duplicate() -> None:
-    links = within_health_links(with_duplicate=True)
-    pair = {token("health", "c0"), token("health", "c0-again")}
+    links, pair = within_health_links(with_duplicate=True)
     assert [set(p) for p in zip(links.person_token_l, links.person_token_r, strict=True)] == [pair]
 
 
 def test_within_agency_with_cross_agency_m_links_nothing_without_duplicates() -> None:
-    assert within_health_links(with_duplicate=False).empty
+    links, _ = within_health_links(with_duplicate=False)
+    assert links.empty
