@@ -22,7 +22,7 @@ import duckdb
 from joinedup.metrics import PUBLISHED_TABLES, database_files
 
 VERSIONS_DIR = "versions"
-IDENTITY_COLUMN_SUFFIXES = ("_token", "_bloom")
+IDENTITY_COLUMN_SUFFIXES = ("_token", "_tokens", "_bloom")
 SOURCE_TABLE_PREFIXES = ("src_", "stg_", "int_")
 
 

@@ -230,6 +230,8 @@ def direct_identifiers(truth: Truth) -> Identifiers:
                 long_values |= {v.replace(" ", "").upper() for v in frame[column].dropna()}
         for v in frame.postcode.dropna():
             long_values |= {v.upper(), v.upper().replace(" ", "")}
+        if "address" in frame:
+            long_values |= {v.upper() for v in frame.address.dropna()}
         for v in frame.dob.dropna():
             year, month, day = v.split("-")
             long_values |= {v, f"{day}/{month}/{year}"}
