@@ -54,6 +54,7 @@ from linkage_reference import (  # noqa: E402
     TRUE_ID,
     ClearData,
     FieldRoles,
+    accuracy_by_source_pair,
     link_recordlinkage,
     link_splink,
     pairs_within,
@@ -277,7 +278,10 @@ def run_tool(tool: str, dataset_dir: Path, memory_cap_gb: float) -> dict[str, An
         return {"status": f"out of memory after {time.perf_counter() - started:.0f} s"}
     truth = pd.read_parquet(dataset_dir / "truth.parquet")
     figures = {k: v for k, v in ran.items() if k != "clusters"}
-    return {"status": "ok", **figures, **pairwise_accuracy(ran["clusters"], truth)}
+    by_pair = {}
+    if "agency" in truth:
+        by_pair = {"by_agency_pair": accuracy_by_source_pair(ran["clusters"], truth)}
+    return {"status": "ok", **figures, **pairwise_accuracy(ran["clusters"], truth), **by_pair}
 
 
 def cap_address_space(gigabytes: float) -> None:
@@ -369,7 +373,14 @@ def ratio_lines(figures: dict[str, dict[str, dict]]) -> list[str]:
         for tool, f in tools.items()
         if "matches" in f
     ]
-    return ratios + matches
+    by_pair = [
+        f"- {name}, {tool}, {pair}: precision {a['precision']:.4f}, recall {a['recall']:.4f} "
+        f"({a['true_pairs']:,} true pairs)"
+        for name, tools in figures.items()
+        for tool, f in tools.items()
+        for pair, a in f.get("by_agency_pair", {}).items()
+    ]
+    return ratios + matches + by_pair
 
 
 def results_section(

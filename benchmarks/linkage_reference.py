@@ -273,16 +273,26 @@ def pairs_within(sizes: pd.Series) -> int:
 def pairwise_accuracy(clusters: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
     """Precision, recall and F1 over all record pairs: a pair is predicted when its records
     share a cluster and true when they share a true_id. Records without a cluster are alone."""
-    joined = truth[[RECORD_ID, TRUE_ID]].merge(
+    joined = clustered_truth(clusters, truth)
+    true_pairs = pairs_within(joined.groupby(TRUE_ID).size())
+    predicted = pairs_within(joined.groupby(CLUSTER).size())
+    hits = pairs_within(joined.groupby([CLUSTER, TRUE_ID]).size())
+    return accuracy(true_pairs, predicted, hits)
+
+
+def clustered_truth(clusters: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """The truth with each record's cluster; a record without one is a cluster of its own."""
+    joined = truth.merge(
         clusters[[RECORD_ID, CLUSTER]].drop_duplicates(RECORD_ID), on=RECORD_ID, how="left"
     )
     alone = joined[CLUSTER].isna()
     joined[CLUSTER] = joined[CLUSTER].astype(object)
     joined.loc[alone, CLUSTER] = "alone:" + joined.loc[alone, RECORD_ID].astype(str)
     joined[CLUSTER] = joined[CLUSTER].astype(str)
-    true_pairs = pairs_within(joined.groupby(TRUE_ID).size())
-    predicted = pairs_within(joined.groupby(CLUSTER).size())
-    hits = pairs_within(joined.groupby([CLUSTER, TRUE_ID]).size())
+    return joined
+
+
+def accuracy(true_pairs: int, predicted: int, hits: int) -> dict[str, float]:
     precision = hits / predicted if predicted else 1.0
     recall = hits / true_pairs if true_pairs else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -294,3 +304,29 @@ def pairwise_accuracy(clusters: pd.DataFrame, truth: pd.DataFrame) -> dict[str, 
         "recall": recall,
         "f1": f1,
     }
+
+
+def pairs_between(joined: pd.DataFrame, by: list[str], a: str, b: str, source: str) -> int:
+    """Record pairs, one of source a and one of b (two of a when a == b), in the same group."""
+    counts = joined.groupby([*by, source]).size().unstack(fill_value=0)
+    left = counts[a] if a in counts else pd.Series(0, index=counts.index)
+    right = counts[b] if b in counts else pd.Series(0, index=counts.index)
+    pairs = left * (left - 1) // 2 if a == b else left * right
+    return int(pairs.sum())
+
+
+def accuracy_by_source_pair(
+    clusters: pd.DataFrame, truth: pd.DataFrame, source: str = "agency"
+) -> dict[str, dict[str, float]]:
+    """pairwise_accuracy per pair of sources ('education-health', 'health-health', ...)."""
+    joined = clustered_truth(clusters, truth)
+    sources = sorted(joined[source].unique(), key=list(joined[source].unique()).index)
+    out = {}
+    for i, a in enumerate(sources):
+        for b in sources[i:]:
+            out[f"{a}-{b}"] = accuracy(
+                pairs_between(joined, [TRUE_ID], a, b, source),
+                pairs_between(joined, [CLUSTER], a, b, source),
+                pairs_between(joined, [CLUSTER, TRUE_ID], a, b, source),
+            )
+    return out

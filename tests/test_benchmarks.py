@@ -12,6 +12,7 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import linkage_reference as ref  # noqa: E402
 from linkage_reference import (  # noqa: E402
     FieldRoles,
     clean_records,
@@ -127,3 +128,24 @@ def test_febrl4_benchmark_runs_every_tool_end_to_end_and_prints_the_figures(
     assert written.startswith("# Ingest and validation throughput\n\nkept\n")
     assert "# Linkage: joinedup on pseudonyms against cleartext linkers" in written
     assert all(row in written for row in rows)
+
+
+def test_accuracy_by_source_pair_counts_cross_and_within_pairs_separately() -> None:
+    """Per pair of sources, only pairs with one record from each source count (two of one
+    source for a within-source pair), so a missed duplicate lowers only that source's recall."""
+    truth = pd.DataFrame(
+        {
+            ref.RECORD_ID: ["e1", "h1", "h2", "e2", "h3"],
+            ref.TRUE_ID: ["A", "A", "A", "B", "C"],
+            "agency": ["education", "health", "health", "education", "health"],
+        }
+    )
+    clusters = pd.DataFrame(
+        {ref.RECORD_ID: ["e1", "h1", "h2", "e2", "h3"], ref.CLUSTER: [1, 1, 2, 3, 3]}
+    )
+    by_pair = ref.accuracy_by_source_pair(clusters, truth)
+    cross = by_pair["education-health"]
+    assert (cross["true_pairs"], cross["predicted_pairs"], cross["true_positives"]) == (2, 2, 1)
+    within = by_pair["health-health"]
+    assert (within["true_pairs"], within["predicted_pairs"], within["true_positives"]) == (1, 0, 0)
+    assert by_pair["education-education"]["true_pairs"] == 0
