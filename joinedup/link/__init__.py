@@ -119,6 +119,7 @@ class LinkResult:
     record_linkage: pd.DataFrame
     review: pd.DataFrame
     conflicts: pd.DataFrame
+    identifier_conflicts: pd.DataFrame  # links kept although their records' numbers differ
     model: dict
     candidate_pairs: dict[str, int]
     thresholds: dict[str, float]
@@ -159,6 +160,9 @@ def link_records(
         record_linkage=record_linkage(scored, kept, spine),
         review=review_rows(pairs_for_review(pairs, decisions, spine, settings), records),
         conflicts=clerical_conflicts(decisions, pairs, clusters.refused, spine),
+        identifier_conflicts=clusters.identifier_conflicts.reindex(
+            columns=[*PAIR_KEY, "match_weight", "match_probability", "agreement", "reason"]
+        ).reset_index(drop=True),
         model={s.name: s.model.to_dict() for s in scored},
         candidate_pairs={s.name: int(s.candidates) for s in scored},
         thresholds={
@@ -313,9 +317,10 @@ def record_linkage(
 
 
 def write_link_result(result: LinkResult, out_dir: Path, registry: Path | None = None) -> None:
-    """links.parquet, spine.parquet, record_linkage.parquet, model.json, review.csv and
-    conflicts.csv in out_dir; then, when registry (a directory) is given, the updated id
-    registry and history there, last, so a failed run never moves the ids."""
+    """links.parquet, spine.parquet, record_linkage.parquet, model.json, review.csv,
+    conflicts.csv and identifier_conflicts.csv in out_dir; then, when registry (a directory)
+    is given, the updated id registry and history there, last, so a failed run never moves
+    the ids."""
     out_dir.mkdir(parents=True, exist_ok=True)
     result.links.to_parquet(out_dir / "links.parquet", index=False)
     result.spine.to_parquet(out_dir / "spine.parquet", index=False)
@@ -329,5 +334,6 @@ def write_link_result(result: LinkResult, out_dir: Path, registry: Path | None =
     (out_dir / "model.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
     write_review_file(result.review, out_dir / "review.csv")
     write_atomically(out_dir / "conflicts.csv", result.conflicts.to_csv)
+    write_atomically(out_dir / "identifier_conflicts.csv", result.identifier_conflicts.to_csv)
     if registry is not None:
         write_id_state(result.ids, registry)

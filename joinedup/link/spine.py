@@ -10,8 +10,14 @@ taking its links strongest first (descending match weight, ties in a fixed order
 A link is refused when the union would give a child two different NHS number tokens or two
 different UPN tokens, or (in pass 2) two different agency persons of one agency. Because every
 link already in a cluster is at least as strong, a refused link is always the weakest link on
-the path that would have broken the constraint. Twins never reach this stage as a link: the
-twin guard drops forename-disagreeing pairs that agree on no identifier before clustering.
+the path that would have broken the constraint. One exception: numbers are mistyped, and a
+record can carry another child's valid number. When each side holds one number and the link's
+own two records hold them, the model has already weighed that disagreement (a large negative
+Bayes factor) and the link still cleared the threshold on names, date of birth and address:
+the link is kept and listed in `identifier_conflicts.csv` for the agency to correct. A third
+number, or two numbers meeting only through other links, is always refused. Twins never reach
+this stage as a link: the twin guard drops forename-disagreeing pairs that agree on no
+identifier before clustering.
 
 Stable ids (`assign_child_ids`). A persistent registry (settings.data_dir/spine/registry.parquet)
 holds the child_id last given to every record (agency, person_token) with the first and last
@@ -103,16 +109,24 @@ class Clusters:
     records: pd.DataFrame  # agency, person_token, cluster
     kept: pd.DataFrame
     refused: pd.DataFrame  # the refused links plus a 'reason' column
+    identifier_conflicts: pd.DataFrame  # links kept over two numbers, plus a 'reason' column
 
 
 class ConstrainedUnionFind:
-    """Union-find over records whose clusters carry at most one NHS token, one UPN token and
-    one agency person per agency."""
+    """Union-find over records whose clusters carry one NHS token, one UPN token and one agency
+    person per agency, except where a link's own records hold the two numbers (see
+    `identifier_conflict`)."""
 
     def __init__(self, agencies: list[str], nhs: list, upn: list) -> None:
         self.parent = list(range(len(agencies)))
-        self.nhs = [None if pd.isna(t) else t for t in nhs]
-        self.upn = [None if pd.isna(t) else t for t in upn]
+        self.record_tokens = {
+            "nhs": [None if pd.isna(t) else t for t in nhs],
+            "upn": [None if pd.isna(t) else t for t in upn],
+        }
+        self.tokens = {
+            name: [set() if t is None else {t} for t in values]
+            for name, values in self.record_tokens.items()
+        }
         self.persons: list[dict[str, int]] = [{a: i} for i, a in enumerate(agencies)]
 
     def root(self, i: int) -> int:
@@ -121,46 +135,72 @@ class ConstrainedUnionFind:
             i = self.parent[i]
         return i
 
-    def conflict(self, a: int, b: int, same_person: bool) -> str | None:
-        """Why roots a and b may not join (None: they may). same_person: the link is a
-        duplicate link, which makes two agency persons one."""
-        if self.nhs[a] and self.nhs[b] and self.nhs[a] != self.nhs[b]:
-            return NHS_CONFLICT
-        if self.upn[a] and self.upn[b] and self.upn[a] != self.upn[b]:
-            return UPN_CONFLICT
+    def identifier_conflict(self, name: str, a: int, b: int, left: int, right: int) -> str | None:
+        """'conflict' when roots a and b each hold a number of this identifier the other lacks and
+        the link
+        (records left, right) did not compare them itself; 'kept' when it did: each side holds
+        one number, the link's own two records hold them, and the model weighed that
+        disagreement in the link's weight (a mistyped or wrong number on one record, as in the
+        README); None when the numbers agree or one side has none."""
+        held_a, held_b = self.tokens[name][a], self.tokens[name][b]
+        if not held_a or not held_b or held_a <= held_b or held_b <= held_a:
+            return None
+        own = self.record_tokens[name]
+        direct = len(held_a) == len(held_b) == 1
+        direct = direct and {own[left]} == held_a and {own[right]} == held_b
+        return "kept" if direct else "conflict"
+
+    def conflict(
+        self, a: int, b: int, same_person: bool, left: int, right: int
+    ) -> tuple[str | None, str | None]:
+        """(why roots a and b may not join or None, the identifier conflict a join keeps or
+        None). same_person: the link is a duplicate link, which makes two agency persons one."""
+        kept = None
+        for name, refusal in (("nhs", NHS_CONFLICT), ("upn", UPN_CONFLICT)):
+            found = self.identifier_conflict(name, a, b, left, right)
+            if found == "conflict" or (found and same_person):  # one agency, two numbers: two
+                return refusal, None
+            if found == "kept":
+                kept = refusal
         shared = self.persons[a].keys() & self.persons[b].keys()
         if not same_person and any(self.persons[a][g] != self.persons[b][g] for g in shared):
-            return AGENCY_CONFLICT
-        return None
+            return AGENCY_CONFLICT, None
+        return None, kept
 
     def union(self, a: int, b: int) -> None:
         """Join roots a and b (the smaller root survives); their agency persons merge."""
         low, high = sorted((a, b))
         self.parent[high] = low
-        self.nhs[low] = self.nhs[low] or self.nhs[high]
-        self.upn[low] = self.upn[low] or self.upn[high]
+        for held in self.tokens.values():
+            held[low] = held[low] | held[high]
         persons = dict(self.persons[high])
         for agency, person in self.persons[low].items():
             persons[agency] = min(person, persons.get(agency, person))
         self.persons[low] = persons
 
-    def add_links(self, links: pd.DataFrame, node: dict, same_person: bool) -> tuple[list, list]:
-        """Add links strongest first; returns the kept indices and (index, reason) refusals."""
-        kept, refused = [], []
+    def add_links(
+        self, links: pd.DataFrame, node: dict, same_person: bool
+    ) -> tuple[list, list, list]:
+        """Add links strongest first; returns the kept indices, (index, reason) refusals and
+        (index, conflict) for links kept over an identifier conflict."""
+        kept, refused, conflicting = [], [], []
         ordered = by_descending_weight(links)
         columns = ["agency_l", "person_token_l", "agency_r", "person_token_r"]
         for index, al, tl, ar, tr in zip(
             ordered.index, *(ordered[c] for c in columns), strict=True
         ):
-            a, b = self.root(node[(al, tl)]), self.root(node[(ar, tr)])
-            reason = None if a == b else self.conflict(a, b, same_person)
+            left, right = node[(al, tl)], node[(ar, tr)]
+            a, b = self.root(left), self.root(right)
+            reason, over = (None, None) if a == b else self.conflict(a, b, same_person, left, right)
             if reason is None:
                 if a != b:
                     self.union(a, b)
                 kept.append(index)
+                if over:
+                    conflicting.append((index, over))
             else:
                 refused.append((index, reason))
-        return kept, refused
+        return kept, refused, conflicting
 
 
 def cluster_records(
@@ -176,14 +216,17 @@ def cluster_records(
     forest = ConstrainedUnionFind(
         keys["agency"].tolist(), keys["nhs_token"].tolist(), keys["upn_token"].tolist()
     )
-    kept_dup, refused_dup = forest.add_links(duplicate_links, node, same_person=True)
-    kept_cross, refused_cross = forest.add_links(cross_links, node, same_person=False)
+    kept_dup, refused_dup, over_dup = forest.add_links(duplicate_links, node, same_person=True)
+    kept_cross, refused_cross, over_cross = forest.add_links(cross_links, node, same_person=False)
     kept = concat_rows([duplicate_links.loc[kept_dup], cross_links.loc[kept_cross]])
     refused = concat_rows(
         [refusals(duplicate_links, refused_dup), refusals(cross_links, refused_cross)]
     )
+    conflicting = concat_rows(
+        [refusals(duplicate_links, over_dup), refusals(cross_links, over_cross)]
+    )
     clusters = keys[list(RECORD_KEY)].assign(cluster=[forest.root(i) for i in range(len(keys))])
-    return Clusters(records=clusters, kept=kept, refused=refused)
+    return Clusters(records=clusters, kept=kept, refused=refused, identifier_conflicts=conflicting)
 
 
 def records_in_key_order(records: pd.DataFrame) -> pd.DataFrame:

@@ -75,6 +75,35 @@ def test_a_child_holds_at_most_one_nhs_number_token() -> None:
     assert list(clustered.refused.reason) == [NHS_CONFLICT]
 
 
+def test_a_direct_link_over_two_nhs_numbers_is_kept_and_listed_for_correction() -> None:
+    """A mistyped or wrong number on one record: the link's own records hold the two numbers,
+    so the model weighed the disagreement; the link stays and is listed as a conflict."""
+    people = records(("health", "h1", "nhsA", None), ("care", "c1", "nhsB", None))
+    clustered = cluster_records(people, NO_LINKS, links(("health", "h1", "care", "c1", 20.0)))
+    child = children(clustered)
+    assert child["h1"] == child["c1"]
+    assert clustered.refused.empty
+    assert list(clustered.identifier_conflicts.reason) == [NHS_CONFLICT]
+
+
+def test_a_third_nhs_number_never_joins_a_child_that_kept_two() -> None:
+    people = records(
+        ("health", "h1", "nhsA", None),
+        ("care", "c1", "nhsB", None),
+        ("education", "e1", None, None),
+        ("health", "h2", "nhsC", None),
+    )
+    cross = links(
+        ("health", "h1", "care", "c1", 20.0),
+        ("education", "e1", "care", "c1", 15.0),
+        ("education", "e1", "health", "h2", 12.0),
+    )
+    clustered = cluster_records(people, NO_LINKS, cross)
+    child = children(clustered)
+    assert child["h1"] == child["c1"] == child["e1"] != child["h2"]
+    assert list(clustered.refused.reason) == [NHS_CONFLICT]
+
+
 def test_a_child_holds_at_most_one_upn_token() -> None:
     people = records(
         ("education", "e1", None, "upnX"),
