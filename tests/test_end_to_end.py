@@ -106,10 +106,12 @@ def test_linkage_precision_and_recall_for_every_agency_pair(run):
     from joinedup.demo import evaluate_linkage
 
     scores = evaluate_linkage(settings, PERIOD, key).set_index("agency_pair")
-    assert set(scores.index) == {"education-health", "education-care", "health-care"}
+    cross = {"education-health", "education-care", "health-care"}
+    assert set(scores.index) == cross | {"education-education", "health-health", "care-care"}
     for pair, row in scores.iterrows():
         assert row.precision >= MIN_PRECISION, (pair, row.precision)
-        assert row.recall >= MIN_RECALL, (pair, row.recall)
+        if pair in cross:  # duplicates within an agency are a handful at this scale
+            assert row.recall >= MIN_RECALL, (pair, row.recall)
 
 
 @pytest.mark.parametrize(

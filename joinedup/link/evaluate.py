@@ -20,10 +20,13 @@ TRUTH_PAIRS_FILE = "truth_pairs.parquet"  # beside the synthetic truth of each p
 
 
 def record_pairs_within(groups: pd.DataFrame, group: str, left: str, right: str) -> pd.DataFrame:
-    """(person_token_l, person_token_r) of records of two agencies in the same group."""
+    """(person_token_l, person_token_r) of records of two agencies in the same group; for one
+    agency with itself, its duplicate records (token_l < token_r)."""
     a = groups.loc[groups["agency"] == left, ["person_token", group]]
     b = groups.loc[groups["agency"] == right, ["person_token", group]]
     pairs = a.merge(b, on=group, suffixes=("_l", "_r"))
+    if left == right:
+        pairs = pairs[pairs["person_token_l"] < pairs["person_token_r"]]
     return pairs[["person_token_l", "person_token_r"]].drop_duplicates()
 
 
@@ -59,7 +62,8 @@ def truth_pairs(truth_records: pd.DataFrame, key: bytes) -> pd.DataFrame:
 
 
 def evaluate(spine: pd.DataFrame, truth_records: pd.DataFrame, key: bytes) -> pd.DataFrame:
-    """Per agency pair: true pairs, predicted pairs, true positives, precision, recall, F1.
+    """Per agency pair, then per agency's duplicates ('health-health'): true pairs, predicted
+    pairs, true positives, precision, recall, F1.
 
     Truth records (agency, local_id, true_id) are mapped to person tokens with the key; only
     records present in the spine count, so this measures linkage, not delivery or validation.
@@ -70,7 +74,7 @@ def evaluate(spine: pd.DataFrame, truth_records: pd.DataFrame, key: bytes) -> pd
         .drop_duplicates(list(RECORD_KEY))
     )
     rows = []
-    for left, right in AGENCY_PAIRS:
+    for left, right in (*AGENCY_PAIRS, *((a, a) for a in AGENCIES)):
         true = record_pairs_within(truth, "true_id", left, right)
         predicted = record_pairs_within(spine, "child_id", left, right)
         hits = len(true.merge(predicted, on=["person_token_l", "person_token_r"]))
