@@ -353,8 +353,19 @@ def identifier_agreement(levels: np.ndarray) -> np.ndarray:
     return nhs | (levels[:, COMPARISON_NAMES.index("upn")] == level_code("upn", "agree"))
 
 
+def identifier_near_agreement(levels: np.ndarray) -> np.ndarray:
+    """True where the NHS number or the UPN agrees or is one character apart. Twins' numbers are
+    never that close: numbers given at one birth are consecutive, and a step in the last digit
+    also changes the check digit (NHS number) or letter (UPN)."""
+    near = ("agree", "one_character")
+    nhs = np.isin(levels[:, COMPARISON_NAMES.index("nhs")], [level_code("nhs", n) for n in near])
+    upn = np.isin(levels[:, COMPARISON_NAMES.index("upn")], [level_code("upn", n) for n in near])
+    return nhs | upn
+
+
 def twin_guard(levels: np.ndarray) -> np.ndarray:
     """True for pairs that may link: forenames agree at some level (token, nickname, Dice >= 0.5,
-    Soundex), or an NHS number or UPN agrees. Keeps twins (same surname, dob and address) apart."""
+    Soundex), or an NHS number or UPN agrees or is one character apart. Keeps twins (same
+    surname, dob and address, different forenames and numbers) apart."""
     forename = levels[:, COMPARISON_NAMES.index("forename")]
-    return (forename != level_code("forename", "disagree")) | identifier_agreement(levels)
+    return (forename != level_code("forename", "disagree")) | identifier_near_agreement(levels)

@@ -49,7 +49,7 @@ class ScoredPairs:
 
 def score_agency_pair(left: Side, right: Side, settings: Settings) -> ScoredPairs:
     """Score the candidate pairs of two agencies' records."""
-    pairs = candidate_pairs(left.records, right.records)
+    pairs = candidate_pairs(left, right)
     possible = len(left) * len(right)
     return score_candidates(left, right, pairs, settings, possible)
 
@@ -63,7 +63,7 @@ def score_within_agency(
     the prior is estimated here, because duplicates are too rare for EM to find their m among
     an agency's own pairs. Without them (an agency linked alone), m is estimated here by EM.
     """
-    pairs = candidate_pairs(side.records)
+    pairs = candidate_pairs(side)
     possible = len(side) * (len(side) - 1) // 2
     m = pooled_m(cross_models) if cross_models else None
     return score_candidates(side, side, pairs, settings, possible, m)

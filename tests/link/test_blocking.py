@@ -1,12 +1,25 @@
 """Tests of joinedup.link.blocking on integer-coded records: rule keys, the union of rules,
-pairs within one agency and the oversized-block guard."""
+pairs within one agency, the oversized-block guard, near-token rules on mistyped numbers and
+Bloom-band rules on similar addresses."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from joinedup.link.blocking import BlockingRule, candidate_pairs, rule_keys, same_on
+from joinedup import pseudonymise as ps
+from joinedup.link.blocking import (
+    BlockingRule,
+    BloomBandRule,
+    NearTokenRule,
+    candidate_pairs,
+    rule_keys,
+    same_on,
+)
+from joinedup.link.compare import Side, prepare_side
+
+KEY = b"blocking-test-key-" + b"x" * 32
+BITS = 1024
 
 RULES = (same_on("a", "a"), same_on("bc", "b", "c"))
 
@@ -41,3 +54,52 @@ def test_oversized_blocks_are_skipped() -> None:
     rule = [BlockingRule("s", ("s",), ("s",))]  # block 1: 2 x 3 pairs, block 2: 1 x 1
     assert len(candidate_pairs(left, right, rule, max_block_pairs=6)) == 7
     assert candidate_pairs(left, right, rule, max_block_pairs=5).tolist() == [[2, 3]]
+
+
+def side_of(agency: str, rows: list[dict]) -> Side:
+    """A prepared side from raw NHS numbers, addresses and dates of birth (real derivers)."""
+    records = []
+    for i, row in enumerate(rows):
+        record = {"person_token": f"{agency}-{i:03d}", "dob_token": row.get("dob")}
+        record |= ps.nhs_number_values(row.get("nhs"), KEY)
+        record |= ps.address_values(row.get("address"), KEY)
+        records.append(record)
+    return prepare_side(agency, pd.DataFrame(records), BITS)
+
+
+def test_near_token_rule_pairs_numbers_equal_or_one_character_apart_only() -> None:
+    left = side_of("education", [{"nhs": "1234567"}, {"nhs": "7654321"}, {}])
+    right = side_of("health", [{"nhs": "1234567"}, {"nhs": "1234867"}, {"nhs": "2134567"}, {}])
+    pairs = candidate_pairs(left, right, [NearTokenRule("nhs_near", "nhs_near")])
+    by_token = {
+        (left.records.person_token[i], right.records.person_token[j]) for i, j in pairs.tolist()
+    }
+    # 2134567 is a transposition (two positions differ): no shared near token.
+    assert by_token == {("education-000", "health-000"), ("education-000", "health-001")}
+
+
+def test_near_token_rule_within_one_agency_pairs_each_typo_once() -> None:
+    side = side_of("health", [{"nhs": "9434765919"}, {"nhs": "9434765910"}, {"nhs": "1"}])
+    pairs = candidate_pairs(side, None, [NearTokenRule("nhs_near", "nhs_near")])
+    assert pairs.tolist() == [[0, 1]]
+
+
+def test_bloom_band_rule_pairs_similar_addresses_with_equal_columns() -> None:
+    home = "12 ACACIA AVENUE FLAT 3 LITTLE WHINGING"
+    left = side_of("education", [{"dob": "d1", "address": home}, {"dob": "d2", "address": home}])
+    right = side_of(
+        "health",
+        [
+            {"dob": "d1", "address": home.replace("ACACIA", "ACCACIA")},  # a typo: found
+            {"dob": "d1", "address": "221B BAKER STREET MARYLEBONE"},  # another home
+            {"dob": "d1"},  # no address
+        ],
+    )
+    rule = BloomBandRule("dob_address", ("dob_token",))
+    assert candidate_pairs(left, right, [rule]).tolist() == [[0, 0]]
+
+
+def test_records_frame_without_side_gets_no_near_token_or_band_keys() -> None:
+    frame = coded(dob_token=[1, 1])
+    rules = [NearTokenRule("nhs_near", "nhs_near"), BloomBandRule("b", ("dob_token",))]
+    assert candidate_pairs(frame, frame, rules).tolist() == []
