@@ -7,7 +7,13 @@ district stay in clear. Approximate name and address agreement uses field-level 
 of bigrams (CLK style, Schnell et al. 2009); the address filter sets fewer bits per bigram.
 A mistyped NHS number or UPN is matched by its near tokens: the number as recorded with each
 position masked in turn, each masked form keyed-hashed to 64 bits, so two numbers one
-character apart share exactly one token and reveal no more than that. Known attacks:
+character apart share exactly one token and reveal no more than that; and by its transposition
+(near-2) tokens, each pair of adjacent positions masked in turn with the pair's two characters
+appended in sorted order, which two numbers share only when they are equal or one has two
+adjacent characters transposed. Forename and surname recorded the wrong way round are matched
+by one token of the unordered name pair (both normalised names sorted and keyed-hashed
+together); besides the two name tokens it reveals only that one record's forename and surname
+are another's surname and forename. Known attacks:
 dictionary attacks on unkeyed encodings, and frequency and pattern-mining attacks that map
 filter bits back to bigrams or names (Kuzu et al. 2011; Niedermeyer et al. 2014; Christen et
 al. 2017, 2018). Mitigations here: every hash is keyed, so no one without the key can encode
@@ -77,6 +83,8 @@ NEAR_MASK = "*"
 HMAC_BLOCK = 64  # bytes in a SHA-256 block, the width of HMAC's padded key
 NEAR_TOKEN_HEX = 16  # hex digits (64 bits) of one near token
 NHS_NEAR_POSITIONS, UPN_NEAR_POSITIONS = 10, 13
+NAME_PAIR_SOURCE = "surname"  # name_pair_token is listed under surname; forename is read too
+NAME_PAIR_SEPARATOR = "\x1f"  # joins forename and surname into one value for map_unique
 MISSING_NEAR_TOKEN = np.uint64(0)  # a position without a token in a near-token matrix
 HEX_VALUES = np.full(256, 255, dtype=np.uint8)  # ASCII code -> value of a hex digit, else 255
 HEX_VALUES[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16)
@@ -393,7 +401,28 @@ def near_tokens(key: bytes, field: str, recorded: str) -> str:
     trying the 10^10 NHS numbers; what two records' tokens reveal is only that their numbers
     are equal, one character apart, or neither."""
     masked = (f"{i}|{recorded[:i]}{NEAR_MASK}{recorded[i + 1 :]}" for i in range(len(recorded)))
-    return b"".join(digest[:8] for digest in keyed_digests(key, field, masked)).hex()
+    return hex_near_tokens(key, field, masked)
+
+
+def transposition_tokens(key: bytes, field: str, recorded: str) -> str:
+    """The recorded identifier with each pair of adjacent positions masked in turn and the pair's
+    two characters appended in sorted order, each form keyed-hashed to 16 hex digits (HMAC of
+    'field|position|masked|pair'), in position order: 16 * (len(recorded) - 1) hex digits.
+
+    Two values of the same length share the token of position i exactly when they are equal
+    outside positions i and i + 1 and hold the same two characters there: the same value, or
+    one with those two characters transposed (2062273 and 2026273). Twins' consecutive NHS
+    numbers never share one: the ninth digits differ by one and the check digits by two."""
+    forms = (
+        f"{i}|{recorded[:i]}{NEAR_MASK * 2}{recorded[i + 2 :]}|{min(pair)}{max(pair)}"
+        for i, pair in enumerate(zip(recorded, recorded[1:], strict=False))
+    )
+    return hex_near_tokens(key, field, forms)
+
+
+def hex_near_tokens(key: bytes, field: str, forms: Iterable[str]) -> str:
+    """The first 64 bits of the keyed digest of each form, as hex, end to end."""
+    return b"".join(digest[:8] for digest in keyed_digests(key, field, forms)).hex()
 
 
 def string_bytes(text: pa.Array) -> np.ndarray:
@@ -491,10 +520,15 @@ def identifier_values(
 
 
 def near_values(value: str | None, key: bytes, prefix: str) -> Values:
-    """Near tokens of an NHS number or UPN as recorded, valid or not (field '<prefix>_near')."""
+    """Near tokens of an NHS number or UPN as recorded, valid or not (field '<prefix>_near'),
+    and its transposition tokens (field '<prefix>_near2')."""
     recorded = recorded_identifier(value)
-    near = None if recorded is None else near_tokens(key, f"{prefix}_near", recorded)
-    return {f"{prefix}_near_tokens": near}
+    if recorded is None:
+        return dict.fromkeys((f"{prefix}_near_tokens", f"{prefix}_near2_tokens"))
+    return {  # a recorded number has two different characters, so at least two positions
+        f"{prefix}_near_tokens": near_tokens(key, f"{prefix}_near", recorded),
+        f"{prefix}_near2_tokens": transposition_tokens(key, f"{prefix}_near2", recorded),
+    }
 
 
 def nhs_number_values(value: str | None, key: bytes) -> Values:
@@ -533,6 +567,27 @@ def name_values(value: str | None, key: bytes, field: str) -> Values:
         alt = None if name is None else token(key, field, canonical_forename(name))
         derived["forename_alt_token"] = alt
     return derived
+
+
+def name_pair_values(value: str | None, key: bytes) -> Values:
+    """The token of a record's two names as an unordered pair, from 'forename<SEP>surname':
+    HMAC of the sorted normalised names (field 'name_pair'), so a forename and surname recorded
+    the wrong way round agree on it; None when either name is missing."""
+    forename, _, surname = (value or "").partition(NAME_PAIR_SEPARATOR)
+    names = [normalise_name(forename), normalise_name(surname)]
+    if None in names:
+        return {"name_pair_token": None}
+    return {"name_pair_token": token(key, "name_pair", "|".join(sorted(names)))}
+
+
+def name_pair_column(table: pa.Table, fields: Sequence[str], key: bytes) -> Derived:
+    """name_pair_token of every row: null throughout unless forename and surname are both among
+    the fields pseudonymised, else null where either name is."""
+    if not {"forename", "surname"} <= set(fields):
+        return {"name_pair_token": pa.nulls(table.num_rows, pa.string())}
+    names = [table.column(f).combine_chunks().cast(pa.string()) for f in ("forename", "surname")]
+    joined = pc.binary_join_element_wise(*names, NAME_PAIR_SEPARATOR)
+    return map_unique(joined, partial(name_pair_values, key=key))
 
 
 def dob_values(value: date | None, key: bytes) -> Values:
@@ -592,6 +647,8 @@ def derive_identity_columns(
     derived: Derived = {}
     for field in fields:
         derived.update(derive_identity(table, field, key, agency))
+    if NAME_PAIR_SOURCE in fields:  # the one column derived from two raw fields
+        derived.update(name_pair_column(table, fields, key))
     return derived
 
 

@@ -35,6 +35,7 @@ from joinedup.pseudonymise import (
     is_valid_upn,
     keyed_digest,
     landed_schema,
+    name_pair_values,
     near_token_agreement,
     near_tokens_to_array,
     near_values,
@@ -472,6 +473,67 @@ def test_upn_near_tokens_share_exactly_one_position_one_character_apart() -> Non
     assert near_agreement("B801200005001", "H801200001001", UPN_NEAR_POSITIONS) == 0
 
 
+def transposition_agreement(left: str | None, right: str | None) -> int:
+    """Equal transposition-token positions of two raw NHS numbers (-1 when either is missing)."""
+    matrices = [
+        near_tokens_to_array([near_values(v, KEY, "nhs")["nhs_near2_tokens"]], 9)
+        for v in (left, right)
+    ]
+    return int(near_token_agreement(*matrices)[0])
+
+
+def test_transposition_tokens_are_keyed_hashes_of_each_masked_pair_with_its_characters() -> None:
+    """Token i is the first 16 hex digits of the HMAC of 'nhs_near2|i|masked|sorted pair'."""
+    near2 = near_values("943 476 5919", KEY, "nhs")["nhs_near2_tokens"]
+    assert near2 is not None and re.fullmatch("[0-9a-f]{144}", near2)
+    assert near2[:16] == token(KEY, "nhs_near2", "0|**34765919|49")[:16]
+    assert near2[-16:] == token(KEY, "nhs_near2", "8|94347659**|19")[:16]
+    assert near_values(None, KEY, "nhs") == {"nhs_near_tokens": None, "nhs_near2_tokens": None}
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "expected"),
+    [
+        ("9434765919", "9434765919", 9),  # the same number
+        ("9434765919", "9437465919", 1),  # two adjacent digits swapped
+        ("9434765919", "9434765918", 0),  # one digit mistyped: found by the near tokens
+        ("9434765919", "9434765928", 0),  # two adjacent digits changed, not swapped
+        ("9434765919", "9634745919", 0),  # two digits swapped, not adjacent
+        ("9434765919", "9434765927", 0),  # a twin's consecutive number
+        ("9434765919", None, -1),
+    ],
+)
+def test_transposition_tokens_agree_only_for_the_same_number_or_a_swap(
+    left: str | None, right: str | None, expected: int
+) -> None:
+    assert transposition_agreement(left, right) == expected
+
+
+def test_name_pair_token_is_the_same_whichever_way_round_the_names_are() -> None:
+    def pair(forename: str | None, surname: str | None) -> str | None:
+        return name_pair_values(f"{forename or ''}\x1f{surname or ''}", KEY)["name_pair_token"]
+
+    assert pair("Jack", "Steinert") == pair("STEINERT", "jack") == pair("Mr Jack", "Steinert")
+    assert pair("Jack", "Steinert") != pair("Jack", "Steiner")
+    assert (
+        pair("Jack", "Steinert")
+        != name_pair_values("Jack\x1fSteinert", OTHER_KEY)["name_pair_token"]
+    )
+    assert pair("Jack", None) is None and name_pair_values(None, KEY)["name_pair_token"] is None
+
+
+def test_identity_frame_derives_the_name_pair_from_both_name_columns() -> None:
+    rows = pd.DataFrame(
+        {"local_id": ["1", "2", "3"], "forename": ["Jack", "Steinert", None],
+         "surname": ["Steinert", "Jack", "Steinert"]}
+    )  # fmt: skip
+    table = pseudonymise_identity_frame(rows, "health", KEY)
+    pairs = table.column("name_pair_token").to_pylist()
+    assert pairs[0] == pairs[1] and pairs[0] is not None and pairs[2] is None
+    surname_only = pseudonymise_identity_frame(rows, "health", KEY, fields=["surname"])
+    assert surname_only.column("name_pair_token").null_count == 3  # forename not pseudonymised
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
@@ -684,6 +746,7 @@ def test_identity_frame_takes_datetime_dates_typed_tables_and_chosen_fields() ->
         "person_token",
         "upn_token",
         "upn_near_tokens",
+        "upn_near2_tokens",
         "upn_status",
         "la_code",
     ]

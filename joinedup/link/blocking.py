@@ -46,7 +46,8 @@ def same_on(name: str, *columns: str) -> BlockingRule:
 @dataclass(frozen=True)
 class NearTokenRule:
     """Pairs whose recorded numbers share the near token of some position (the same number, or
-    one character apart): `matrix` names the Side's near-token matrix, e.g. 'nhs_near'.
+    one character apart): `matrix` names the Side's near-token matrix, e.g. 'nhs_near' (or its
+    transposition-token matrix, e.g. 'nhs_near2': the same number, or two characters swapped).
 
     The position is part of each token's keyed hash, so tokens of different positions never
     meet, and a number's block holds only the numbers one character from it (<= 9 per digit).
@@ -79,17 +80,22 @@ BAND_SEED = 20240901
 # of birth alone would put ~150 x 150 records in a block); together they catch a true pair that
 # has at most two of: a name typo or nickname, a surname change, a move, a date-of-birth error.
 # The near-token rules find numbers recorded with a typo and numbers without a valid check digit
-# (no exact token), with the rest of the identity garbled, moved or missing.
+# (no exact token), with the rest of the identity garbled, moved or missing; the near-2 rules
+# numbers with two adjacent characters transposed (a number's block of one position pair holds
+# only the number and its transposition there).
 BLOCKING_RULES: tuple[Rule, ...] = (
     same_on("nhs", "nhs_token"),
     same_on("upn", "upn_token"),
     NearTokenRule("nhs_near", "nhs_near"),
     NearTokenRule("upn_near", "upn_near"),
+    NearTokenRule("nhs_near2", "nhs_near2"),
+    NearTokenRule("upn_near2", "upn_near2"),
     same_on("dob_surname", "dob_token", "surname_phonetic_token"),
     same_on("dob_forename", "dob_token", "forename_phonetic_token"),
     same_on("dob_district", "dob_token", "postcode_district"),
     same_on("ym_names", "birth_ym", "forename_phonetic_token", "surname_phonetic_token"),
     same_on("year_names", BIRTH_YEAR, "forename_alt_token", "surname_token"),
+    same_on("year_name_pair", BIRTH_YEAR, "name_pair_token"),  # forename and surname swapped
     same_on("postcode_forename", "postcode_token", "forename_alt_token"),
     same_on("postcode_year", "postcode_token", BIRTH_YEAR),
     # The date of birth missing or wrong: the same names at the same address lines. (The same date

@@ -22,7 +22,13 @@ from recordlinkage.base import BaseCompareFeature
 
 from joinedup.contracts import code_lists
 from joinedup.link.records import BIRTH_MONTH, BIRTH_YEAR, ROW, UNKNOWN_SEX
-from joinedup.pseudonymise import dice, near_token_agreement, near_tokens_to_array
+from joinedup.pseudonymise import (
+    NHS_NEAR_POSITIONS,
+    UPN_NEAR_POSITIONS,
+    dice,
+    near_token_agreement,
+    near_tokens_to_array,
+)
 
 log = logging.getLogger(__name__)
 COMPARE_CHUNK_PAIRS = 1_000_000
@@ -49,7 +55,7 @@ class Comparison:
 MISSING = "missing"
 DICE_THRESHOLDS = (0.9, 0.75, 0.5)
 DICE_LEVELS = tuple(f"dice{round(100 * t)}" for t in DICE_THRESHOLDS)
-IDENTIFIER_LEVELS = (MISSING, "agree", "one_character", "disagree")
+IDENTIFIER_LEVELS = (MISSING, "agree", "one_character", "transposed", "disagree")
 # Postcode and address lines in one comparison: a household shares both and a move changes both,
 # so as two comparisons they would count the same evidence twice.
 RESIDENCE_LEVELS = (
@@ -68,7 +74,8 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("nhs", IDENTIFIER_LEVELS),
     Comparison("upn", IDENTIFIER_LEVELS),
     Comparison("forename", (MISSING, "exact", "alt", *DICE_LEVELS, "phonetic", "disagree")),
-    Comparison("surname", (MISSING, "exact", *DICE_LEVELS, "disagree")),
+    # 'swapped': forename and surname recorded the wrong way round (see with_swapped_names).
+    Comparison("surname", (MISSING, "exact", *DICE_LEVELS, "swapped", "disagree")),
     Comparison("dob", (MISSING, "exact", "year_month", "year", "month", "disagree")),
     Comparison("sex", (MISSING, "agree", "disagree")),
     Comparison("residence", RESIDENCE_LEVELS),
@@ -86,6 +93,7 @@ CODED_COLUMNS = (
     "forename_phonetic_token",
     "surname_token",
     "surname_phonetic_token",
+    "name_pair_token",
     "dob_token",
     "birth_ym",
     "sex",
@@ -103,7 +111,12 @@ BLOOM_COLUMNS = {
     "surname": "surname_bloom",
     "address": "address_bloom",
 }
-NEAR_TOKEN_COLUMNS = {"nhs": ("nhs_near_tokens", 10), "upn": ("upn_near_tokens", 13)}
+NEAR_TOKEN_COLUMNS = {
+    "nhs": ("nhs_near_tokens", NHS_NEAR_POSITIONS),
+    "upn": ("upn_near_tokens", UPN_NEAR_POSITIONS),
+    "nhs2": ("nhs_near2_tokens", NHS_NEAR_POSITIONS - 1),
+    "upn2": ("upn_near2_tokens", UPN_NEAR_POSITIONS - 1),
+}
 
 
 def level_code(comparison: str, level: str) -> int:
@@ -116,7 +129,8 @@ class Side:
 
     `records` holds person_token, the row id and every coded column under its own name (int64,
     -1 for null); Bloom filters are uint64 word matrices, one row per record (zeros: missing);
-    near tokens are uint64 matrices, one word per masked position (zeros: nothing recorded).
+    near tokens are uint64 matrices, one word per masked position (zeros: nothing recorded),
+    transposition (near-2) tokens one word per pair of adjacent positions.
     """
 
     agency: str
@@ -126,6 +140,8 @@ class Side:
     address_bits: np.ndarray
     nhs_near: np.ndarray
     upn_near: np.ndarray
+    nhs_near2: np.ndarray
+    upn_near2: np.ndarray
 
     def __len__(self) -> int:
         return len(self.records)
@@ -226,6 +242,8 @@ def prepare_side(agency: str, records: pd.DataFrame, bloom_bits: int) -> Side:
         address_bits=bits["address"],
         nhs_near=near["nhs"],
         upn_near=near["upn"],
+        nhs_near2=near["nhs2"],
+        upn_near2=near["upn2"],
     )
 
 
@@ -263,6 +281,7 @@ class NameLevels(BaseCompareFeature):
     Labels on each side are the token columns, the fallback columns, then the row id, which
     indexes the side's Bloom filter words (compared by Dice coefficient). Missing: the first
     token column is null on either side or, without token columns, either filter is empty.
+    No agreement gives `disagree` (default: the level after the last condition).
     """
 
     name = "name_levels"
@@ -276,6 +295,7 @@ class NameLevels(BaseCompareFeature):
         label: str,
         thresholds: tuple[float, ...] = DICE_THRESHOLDS,
         fallback_columns: tuple[str, ...] = (),
+        disagree: int | None = None,
     ) -> None:
         labels = [*token_columns, *fallback_columns, ROW]
         super().__init__(labels, labels, label=label)
@@ -284,6 +304,7 @@ class NameLevels(BaseCompareFeature):
         self.left_bits = left_bits
         self.right_bits = right_bits
         self.thresholds = thresholds
+        self.disagree = disagree
 
     def _compute_vectorized(self, *series: pd.Series) -> np.ndarray:
         left = [s.to_numpy() for s in series[: self.width]]
@@ -298,28 +319,37 @@ class NameLevels(BaseCompareFeature):
         similarity = dice(bits_l, bits_r)
         dice_levels = [similarity >= t for t in self.thresholds]
         conditions = [missing, *equal[: self.tokens], *dice_levels, *equal[self.tokens :]]
-        return np.select(conditions, range(len(conditions)), default=len(conditions)).astype(
-            np.int8
-        )
+        disagree = len(conditions) if self.disagree is None else self.disagree
+        return np.select(conditions, range(len(conditions)), default=disagree).astype(np.int8)
 
 
 class IdentifierLevels(BaseCompareFeature):
     """NHS number or UPN agreement: missing (nothing recorded on a side), agree (equal tokens of
     valid numbers, or the same number as recorded: every near token equal), one_character (some
-    but not every near token equal: the numbers differ in exactly one position), disagree.
+    but not every near token equal: the numbers differ in exactly one position), transposed (a
+    transposition token equal: two adjacent characters swapped, 2062273 and 2026273), disagree.
 
-    Labels are the token column and the row id, which indexes the sides' near-token matrices.
+    Labels are the token column and the row id, which indexes the sides' near-token matrices
+    (`left_near`, `right_near`) and transposition-token matrices (`left_near2`, `right_near2`).
     """
 
     name = "identifier_levels"
     description = "Graded identifier agreement on tokens and position-masked near tokens."
 
     def __init__(
-        self, token_column: str, left_near: np.ndarray, right_near: np.ndarray, label: str
+        self,
+        token_column: str,
+        left_near: np.ndarray,
+        right_near: np.ndarray,
+        label: str,
+        left_near2: np.ndarray,
+        right_near2: np.ndarray,
     ) -> None:
         super().__init__([token_column, ROW], [token_column, ROW], label=label)
         self.left_near = left_near
         self.right_near = right_near
+        self.left_near2 = left_near2
+        self.right_near2 = right_near2
 
     def _compute_vectorized(self, *series: pd.Series) -> np.ndarray:
         token_l, row_l, token_r, row_r = (s.to_numpy() for s in series)
@@ -328,12 +358,14 @@ class IdentifierLevels(BaseCompareFeature):
         has_l = (token_l != NULL_CODE) | self.left_near.any(axis=1)[row_l]
         has_r = (token_r != NULL_CODE) | self.right_near.any(axis=1)[row_r]
         recorded = (self.left_near != 0).sum(axis=1)[row_l]
+        shared2 = near_token_agreement(self.left_near2, self.right_near2, row_l, row_r)
         conditions = [
             ~(has_l & has_r),
             equal_not_null(token_l, token_r) | ((shared == recorded) & (recorded > 0)),
             shared > 0,
+            shared2 > 0,
         ]
-        return np.select(conditions, [0, 1, 2], default=3).astype(np.int8)
+        return np.select(conditions, [0, 1, 2, 3], default=4).astype(np.int8)
 
 
 class DobLevels(BaseCompareFeature):
@@ -428,8 +460,12 @@ class ResidenceLevels(BaseCompareFeature):
 def build_compare(left: Side, right: Side) -> recordlinkage.Compare:
     """The recordlinkage comparison of two sides, one feature per entry of COMPARISONS."""
     features = {
-        "nhs": IdentifierLevels("nhs_token", left.nhs_near, right.nhs_near, label="nhs"),
-        "upn": IdentifierLevels("upn_token", left.upn_near, right.upn_near, label="upn"),
+        "nhs": IdentifierLevels(
+            "nhs_token", left.nhs_near, right.nhs_near, "nhs", left.nhs_near2, right.nhs_near2
+        ),
+        "upn": IdentifierLevels(
+            "upn_token", left.upn_near, right.upn_near, "upn", left.upn_near2, right.upn_near2
+        ),
         "forename": NameLevels(
             ("forename_token", "forename_alt_token"),
             left.forename_bits,
@@ -438,7 +474,11 @@ def build_compare(left: Side, right: Side) -> recordlinkage.Compare:
             fallback_columns=("forename_phonetic_token",),
         ),
         "surname": NameLevels(
-            ("surname_token",), left.surname_bits, right.surname_bits, label="surname"
+            ("surname_token",),
+            left.surname_bits,
+            right.surname_bits,
+            label="surname",
+            disagree=level_code("surname", "disagree"),  # 'swapped' is set afterwards
         ),
         "dob": DobLevels(label="dob"),
         "sex": ExactLevels(("sex",), label="sex"),
@@ -465,7 +505,29 @@ def comparison_levels(
         index = pd.MultiIndex.from_arrays([chunk[:, 0], chunk[:, 1]])
         features = compare.compute(index, left.records, right.records)
         levels[start : start + len(chunk)] = features[list(COMPARISON_NAMES)].to_numpy(np.int8)
-    return without_sex_implied_by_forename(levels)
+    swapped = names_swapped(left, right, pairs, levels)
+    return without_sex_implied_by_forename(with_swapped_names(levels, swapped))
+
+
+def names_swapped(left: Side, right: Side, pairs: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """True for pairs whose forename and surname were recorded the wrong way round on one side:
+    neither name agrees exactly (forename nor its nickname-resolved form) but the unordered
+    name pairs do (name_pair_token)."""
+    pair_l = left.records["name_pair_token"].to_numpy(np.int64)[pairs[:, 0]]
+    pair_r = right.records["name_pair_token"].to_numpy(np.int64)[pairs[:, 1]]
+    forename = levels[:, COMPARISON_NAMES.index("forename")]
+    surname = levels[:, COMPARISON_NAMES.index("surname")]
+    forename_exact = np.isin(forename, [level_code("forename", n) for n in ("exact", "alt")])
+    surname_exact = surname == level_code("surname", "exact")
+    return equal_not_null(pair_l, pair_r) & ~forename_exact & ~surname_exact
+
+
+def with_swapped_names(levels: np.ndarray, swapped: np.ndarray) -> np.ndarray:
+    """Swapped names as surname 'swapped' and forename 'missing': one piece of evidence (both
+    names agree, crosswise), which as two name disagreements would count against the pair."""
+    levels[swapped, COMPARISON_NAMES.index("surname")] = level_code("surname", "swapped")
+    levels[swapped, COMPARISON_NAMES.index("forename")] = 0
+    return levels
 
 
 def without_sex_implied_by_forename(levels: np.ndarray) -> np.ndarray:

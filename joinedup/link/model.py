@@ -354,10 +354,11 @@ def identifier_agreement(levels: np.ndarray) -> np.ndarray:
 
 
 def identifier_near_agreement(levels: np.ndarray) -> np.ndarray:
-    """True where the NHS number or the UPN agrees or is one character apart. Twins' numbers are
-    never that close: numbers given at one birth are consecutive, and a step in the last digit
-    also changes the check digit (NHS number) or letter (UPN)."""
-    near = ("agree", "one_character")
+    """True where the NHS number or the UPN agrees, is one character apart or has two adjacent
+    characters transposed. Twins' numbers are never that close: numbers given at one birth are
+    consecutive, and a step in the last digit also changes the check digit (NHS number) or
+    letter (UPN), by another amount (so not a transposition)."""
+    near = ("agree", "one_character", "transposed")
     nhs = np.isin(levels[:, COMPARISON_NAMES.index("nhs")], [level_code("nhs", n) for n in near])
     upn = np.isin(levels[:, COMPARISON_NAMES.index("upn")], [level_code("upn", n) for n in near])
     return nhs | upn
@@ -365,7 +366,7 @@ def identifier_near_agreement(levels: np.ndarray) -> np.ndarray:
 
 def twin_guard(levels: np.ndarray) -> np.ndarray:
     """True for pairs that may link: forenames agree at some level (token, nickname, Dice >= 0.5,
-    Soundex), or an NHS number or UPN agrees or is one character apart. Keeps twins (same
-    surname, dob and address, different forenames and numbers) apart."""
+    Soundex), or an NHS number or UPN agrees, is one character apart or transposed. Keeps twins
+    (same surname, dob and address, different forenames and numbers) apart."""
     forename = levels[:, COMPARISON_NAMES.index("forename")]
     return (forename != level_code("forename", "disagree")) | identifier_near_agreement(levels)

@@ -78,6 +78,20 @@ def test_near_token_rule_pairs_numbers_equal_or_one_character_apart_only() -> No
     assert by_token == {("education-000", "health-000"), ("education-000", "health-001")}
 
 
+def test_transposition_rule_pairs_numbers_equal_or_with_two_adjacent_digits_swapped() -> None:
+    """2062273 and 2026273 (adjacent 6 and 2 swapped) meet; one digit apart or two non-adjacent
+    digits swapped do not."""
+    left = side_of("education", [{"nhs": "2062273"}, {"nhs": "5550123"}])
+    right = side_of(
+        "health", [{"nhs": "2026273"}, {"nhs": "2062273"}, {"nhs": "2062274"}, {"nhs": "2762203"}]
+    )
+    pairs = candidate_pairs(left, right, [NearTokenRule("nhs_near2", "nhs_near2")])
+    by_token = {
+        (left.records.person_token[i], right.records.person_token[j]) for i, j in pairs.tolist()
+    }
+    assert by_token == {("education-000", "health-000"), ("education-000", "health-001")}
+
+
 def test_near_token_rule_within_one_agency_pairs_each_typo_once() -> None:
     side = side_of("health", [{"nhs": "9434765919"}, {"nhs": "9434765910"}, {"nhs": "1"}])
     pairs = candidate_pairs(side, None, [NearTokenRule("nhs_near", "nhs_near")])

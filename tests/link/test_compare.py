@@ -38,8 +38,10 @@ def record(local_id: str, **fields: str | None) -> dict:
         row |= ps.postcode_values(fields["postcode"], KEY)
     if "ethnicity" in fields:
         row["ethnicity"] = fields["ethnicity"]
-    row |= ps.name_values(fields.get("forename", "ANN"), KEY, "forename")
-    row |= ps.name_values(fields.get("surname", "SMITH"), KEY, "surname")
+    forename, surname = fields.get("forename", "ANN"), fields.get("surname", "SMITH")
+    row |= ps.name_values(forename, KEY, "forename")
+    row |= ps.name_values(surname, KEY, "surname")
+    row |= ps.name_pair_values(f"{forename}{ps.NAME_PAIR_SEPARATOR}{surname}", KEY)
     row["sex"] = fields.get("sex", "F")
     return row
 
@@ -84,6 +86,9 @@ def test_prepare_side_orders_by_person_token_and_treats_absent_columns_as_missin
         ("9434765919", "9434765919", "agree"),  # same valid number: equal tokens
         ("9434765918", "9434765918", "agree"),  # same invalid number: every near token equal
         ("9434765919", "9434765910", "one_character"),  # one digit mistyped
+        ("9434765919", "9437465919", "transposed"),  # two adjacent digits swapped
+        ("9434765919", "9434765927", "disagree"),  # a twin's: the next number, its check digit
+        ("9434765919", "9434765928", "disagree"),  # two adjacent digits changed, not swapped
         ("9434765919", "9434765870", "disagree"),
         ("9434765919", None, "missing"),
     ],
@@ -145,6 +150,20 @@ def test_sex_is_no_extra_evidence_where_forenames_agree() -> None:
     assert level_of("sex", record("1", forename="ANN"), record("2", forename="ZOE")) == "agree"
     male = record("2", forename="ANN", sex="M")
     assert level_of("sex", record("1", forename="ANN"), male) == "disagree"
+
+
+def test_swapped_names_are_surname_swapped_and_forename_missing() -> None:
+    """Forename and surname the wrong way round: one 'swapped' agreement, not two disagreements;
+    other different names still disagree."""
+    left = record("1", forename="JACK", surname="STEINERT")
+    swapped = record("2", forename="Steinert", surname="Jack")
+    assert level_of("surname", left, swapped) == "swapped"
+    assert level_of("forename", left, swapped) == "missing"
+    other = record("3", forename="JACK", surname="STEIN")
+    assert level_of("surname", left, other) != "swapped"
+    assert level_of("forename", left, other) == "exact"
+    stranger = record("4", forename="OSCAR", surname="BLOGGS")
+    assert level_of("surname", left, stranger) == "disagree"
 
 
 def test_a_garbled_forename_with_the_same_soundex_is_phonetic_not_disagree() -> None:
