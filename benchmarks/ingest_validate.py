@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from results import replace_section, section_header
 
 from joinedup.contracts import Period, contract
 from joinedup.settings import Settings
@@ -58,6 +57,8 @@ BAD_RULES = (  # the rules the injected bad rows break, one in turn
     "range:contacts_dna",
 )
 MIB = 1024 * 1024
+
+RESULTS_HEADING = "# Ingest and validation throughput"
 
 
 # --- the extract ----------------------------------------------------------------------------
@@ -407,30 +408,6 @@ def run_stage(*args: str) -> dict[str, Any]:
 # --- the report -----------------------------------------------------------------------------
 
 
-def machine() -> dict[str, str]:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown",
-    )
-    kib = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal")
-    )
-    return {
-        "cpu": model,
-        "nproc": str(os.cpu_count()),
-        "memory": f"{kib / 1024 / 1024:.1f} GiB",
-        "python": platform.python_version(),
-        "pandas": pd.__version__,
-        "pyarrow": pa.__version__,
-    }
-
-
 def results_table(rows: int, figures: dict[str, dict[str, Any]]) -> list[str]:
     """The measurements as a markdown table."""
     ingest_csv, ingest_parquet = figures["ingest_csv"], figures["ingest_parquet"]
@@ -492,22 +469,13 @@ def write_results(
     target: Path, command: str, rows: int, bad: dict[str, int], figures: dict
 ) -> None:
     """RESULTS.md: when, how, on what machine, the extract and the table."""
-    info = machine()
     sizes = figures["sizes"]
     gx_counts, reference_counts = figures["validate"]["failed"], figures["reference"]["failed"]
     agree = "yes" if gx_counts == reference_counts else "NO"
     text = [
-        "# Ingest and validation throughput",
-        "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with:",
-        "",
-        "```sh",
-        command,
-        "```",
-        "",
-        f"Machine: {info['cpu']}, {info['nproc']} CPUs (nproc), {info['memory']} memory; "
-        f"Python {info['python']}, pandas {info['pandas']}, pyarrow {info['pyarrow']}.",
-        "",
+        *section_header(
+            RESULTS_HEADING, command, f"pandas {pd.__version__}, pyarrow {pa.__version__}"
+        ),
         f"Extract: {rows:,} fabricated pseudonymised `{EXTRACT}` rows (~{REFERRALS_PER_CHILD} "
         "referrals per child; 12 HMAC tokens and two 1024-bit Bloom filters per row), bad rows "
         f"injected: {', '.join(f'{r} {n}' for r, n in bad.items())}. "
@@ -532,7 +500,7 @@ def write_results(
         "every column arrives as text and is parsed and typed.",
         "",
     ]
-    target.write_text("\n".join(text), encoding="utf-8")
+    replace_section(target, RESULTS_HEADING, text)
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import secrets
 import shlex
@@ -39,7 +38,6 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +45,6 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest_validate import machine  # noqa: E402
 from linkage_reference import (  # noqa: E402
     CLUSTER,
     RECORD_ID,
@@ -61,6 +58,7 @@ from linkage_reference import (  # noqa: E402
     pairs_within,
     pairwise_accuracy,
 )
+from results import replace_section, section_header  # noqa: E402
 
 TOOLS = ("joinedup", "recordlinkage", "splink")
 SYNTHETIC = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
@@ -391,19 +389,8 @@ def results_section(
     command: str, table: list[str], ratios: list[str], args: argparse.Namespace
 ) -> list[str]:
     """The linkage section of RESULTS.md."""
-    info = machine()
     return [
-        RESULTS_HEADING,
-        "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with:",
-        "",
-        "```sh",
-        command,
-        "```",
-        "",
-        f"Machine: {info['cpu']}, {info['nproc']} CPUs (nproc), {info['memory']} memory; "
-        f"Python {info['python']}, pandas {info['pandas']}.",
-        "",
+        *section_header(RESULTS_HEADING, command, f"pandas {pd.__version__}"),
         *table,
         "",
         *ratios,
@@ -429,18 +416,6 @@ def results_section(
         "u by random sampling, m by EM on names and on date of birth; predict and cluster at 0.9.",
         "",
     ]
-
-
-def write_results(target: Path, section: list[str]) -> None:
-    """Replace (or append) the linkage section of RESULTS.md; other sections stay."""
-    text = target.read_text(encoding="utf-8") if target.exists() else ""
-    pattern = re.compile(rf"^{re.escape(RESULTS_HEADING)}\n.*?(?=^# |\Z)", re.M | re.S)
-    new = "\n".join(section)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: new, text)
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + new
-    target.write_text(text, encoding="utf-8")
 
 
 def parse_list(value: str, allowed: tuple[str, ...]) -> list[str]:
@@ -479,7 +454,9 @@ def main() -> None:
         print(FEBRL_NOTE)
     if args.results:
         command = shlex.join([".venv/bin/python", *sys.argv])
-        write_results(args.results, results_section(command, table, ratios, args))
+        replace_section(
+            args.results, RESULTS_HEADING, results_section(command, table, ratios, args)
+        )
 
 
 def measure(

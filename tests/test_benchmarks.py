@@ -149,3 +149,16 @@ def test_accuracy_by_source_pair_counts_cross_and_within_pairs_separately() -> N
     within = by_pair["health-health"]
     assert (within["true_pairs"], within["predicted_pairs"], within["true_positives"]) == (1, 0, 0)
     assert by_pair["education-education"]["true_pairs"] == 0
+
+
+def test_a_benchmark_replaces_only_its_own_section_of_results(tmp_path: Path) -> None:
+    """Rerunning one benchmark must not delete another benchmark's figures."""
+    from results import replace_section
+
+    target = tmp_path / "RESULTS.md"
+    target.write_text("# Ingest\n\nold ingest\n\n# Linkage\n\nold linkage\n", encoding="utf-8")
+    replace_section(target, "# Ingest", ["# Ingest", "", "new ingest", ""])
+    replace_section(target, "# Other", ["# Other", "", "appended", ""])
+    text = target.read_text(encoding="utf-8")
+    assert "new ingest" in text and "old ingest" not in text
+    assert "old linkage" in text and text.rstrip().endswith("appended")
