@@ -240,7 +240,8 @@ def run_joinedup(dataset_dir: Path) -> dict[str, Any]:
     del raw, frames
     started = time.perf_counter()
     # its own (empty) id registry and review decisions, not the demo's under data/
-    result = link_records(records, replace(Settings(), data_dir=dataset_dir / "joinedup_state"))
+    state = replace(Settings(), data_dir=dataset_dir / "joinedup_state")
+    result = link_records(records, state, consume=True)
     link_seconds = time.perf_counter() - started
     clusters = pd.concat(ids, ignore_index=True).merge(
         result.spine[["agency", "person_token", "child_id"]], on=["agency", "person_token"]

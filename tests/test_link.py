@@ -279,6 +279,19 @@ def test_background_population_links_accurately(
     assert (scores.recall >= 0.95).all(), scores
 
 
+def test_consuming_the_records_frees_the_encodings_and_changes_no_link(
+    linked: LinkResult, population: tuple[pd.DataFrame, pd.DataFrame], settings: Settings
+) -> None:
+    """consume=True drops the tokens and Bloom filters from the caller's frame (most of a large
+    run's memory) once they are coded, and the spine and links are the same as without."""
+    records = population[0].copy()
+    consumed = link_records(records, settings, consume=True)
+    assert "forename_bloom" not in records and "dob_token" not in records
+    assert {"person_token", "nhs_token", "upn_token", "la_code"} <= set(records.columns)
+    pd.testing.assert_frame_equal(consumed.spine, linked.spine)
+    pd.testing.assert_frame_equal(consumed.links, linked.links)
+
+
 def test_each_record_links_at_most_once_per_agency_pair(linked: LinkResult) -> None:
     links = linked.links
     for side in ("l", "r"):

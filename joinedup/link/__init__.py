@@ -48,11 +48,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from joinedup.link.compare import prepare_side
+from joinedup.link.compare import Side, prepare_side
 from joinedup.link.evaluate import evaluate
 from joinedup.link.records import AGENCY_PAIRS, RECORD_KEY, person_records
 from joinedup.link.review import (
     ACCEPT,
+    CONTEXT,
     PAIR_KEY,
     REJECT,
     current_decisions,
@@ -90,6 +91,9 @@ __all__ = [
 
 MODEL = "model"
 CLERICAL = "clerical"
+# What a run still needs of the records once they are coded into sides: the spine's identifier
+# constraints and areas, and the review file's clear context.
+KEPT_AFTER_SIDES = frozenset((*RECORD_KEY, "nhs_token", "upn_token", *CONTEXT))
 LINK_COLUMNS = (*PAIR_KEY, "match_weight", "match_probability", "agreement", "decided_by")
 SPINE_COLUMNS = ("agency", "person_token", "child_id", "la_code")
 RECORD_LINKAGE_COLUMNS = (
@@ -135,15 +139,23 @@ def link(
     period: the reporting period of the run, kept in the id registry (None for an ad hoc run:
     ids are still taken from the registry, without a period recorded).
     """
-    return link_records(person_records(extract_paths), settings, period)
+    return link_records(person_records(extract_paths), settings, period, consume=True)
 
 
 def link_records(
-    records: pd.DataFrame, settings: Settings, period: str | None = None
+    records: pd.DataFrame, settings: Settings, period: str | None = None, consume: bool = False
 ) -> LinkResult:
     """Link person records (as `person_records` returns them) into a child spine, reading the
-    id registry and the clerical decisions under settings.data_dir (nothing is written)."""
-    scored = score_all(records, settings)
+    id registry and the clerical decisions under settings.data_dir (nothing is written).
+
+    consume: once the records are coded into sides, drop their encodings from `records` in
+    place (tokens, Bloom filters and near tokens are most of a run's memory: ~7 GB at 3M
+    records); only the columns the spine and the review file still need are kept.
+    """
+    sides = prepare_sides(records, settings)
+    if consume:
+        records.drop(columns=[c for c in records if c not in KEPT_AFTER_SIDES], inplace=True)
+    scored = score_all(sides, settings)
     pairs = pd.concat([empty_pairs(), *(s.pairs for s in scored)], ignore_index=True)
     decisions = current_decisions(read_decisions(decisions_path(settings)))
     links = chosen_links(pairs, decisions, settings)
@@ -175,12 +187,16 @@ def link_records(
     )
 
 
-def score_all(records: pd.DataFrame, settings: Settings) -> list[ScoredPairs]:
+def prepare_sides(records: pd.DataFrame, settings: Settings) -> dict[str, Side]:
+    """Each agency's records coded for comparison (see compare.prepare_side)."""
+    bits = settings.link.bloom_bits
+    return {a: prepare_side(a, records[records["agency"] == a], bits) for a in AGENCIES}
+
+
+def score_all(sides: dict[str, Side], settings: Settings) -> list[ScoredPairs]:
     """Scored pairs of every agency pair with records on both sides, then of every agency's
     duplicates, scored with the m of that agency's cross-agency models (duplicates are too rare
     within one agency for EM to find them on its own)."""
-    bits = settings.link.bloom_bits
-    sides = {a: prepare_side(a, records[records["agency"] == a], bits) for a in AGENCIES}
     cross = [
         score_agency_pair(sides[a], sides[b], settings)
         for a, b in AGENCY_PAIRS
