@@ -21,7 +21,7 @@ $(UV): tools/uv-requirements.txt
 	touch $@
 
 $(VENV)/.installed: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --group bench --python $(PYTHON)
 	touch $@
 
 demo: install
