@@ -14,7 +14,7 @@ import json
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +28,27 @@ from joinedup.contracts import Period, code_lists, contract, contracts
 from joinedup.ingest import DELIVERY_FIELDS, QUARANTINE_SCHEMA
 from joinedup.settings import AGENCIES, Settings
 
-CATALOGUE_FILE = "catalogue.json"
+CATALOGUE_DIR = "catalogue"
+# The catalogue's theme files, read in this order (a missing file is skipped): each theme is
+# its own file so that measures of different themes are added without touching one another.
+CATALOGUE_THEMES = (
+    "education",
+    "timeliness",
+    "health",
+    "care",
+    "integration",
+    "data_quality",
+    "activity",
+)
+ACADEMIC_YEAR = "academic_year"
+FINANCIAL_YEAR = "financial_year"
 
 # Tables of a complete warehouse; publish refuses a build that lacks any of them.
 PUBLISHED_TABLES: frozenset[str] = frozenset(
     {
         "ref_period",
         "ref_ethnicity_group",
+        "ref_cohort_value",
         "deliveries",
         "metric_catalogue",
         "metric_benchmarks",
@@ -102,10 +116,14 @@ AGENCY_PAIRS_SCHEMA = pa.schema([("agency_l", pa.string()), ("agency_r", pa.stri
 REF_PERIOD_SCHEMA = pa.schema(
     [
         pa.field("period", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
         pa.field("period_start", pa.date32(), nullable=False),
         pa.field("period_end", pa.date32(), nullable=False),
-        pa.field("age_reference_date", pa.date32(), nullable=False),
+        pa.field("age_reference_date", pa.date32()),
     ]
+)
+CODE_LISTS_SCHEMA = pa.schema(
+    [("code_list", pa.string()), ("code", pa.string()), ("meaning", pa.string())]
 )
 REF_ETHNICITY_GROUP_SCHEMA = pa.schema(
     [("ethnicity", pa.string()), ("ethnicity_group", pa.string())]
@@ -147,8 +165,28 @@ METRIC_CATALOGUE_SCHEMA = pa.schema(
         ("source_agencies", pa.list_(pa.string())),
         ("needs_linked_data", pa.bool_()),
         ("activity_or_outcome", pa.string()),
+        ("period_kinds", pa.list_(pa.string())),
+        ("source_extracts", pa.list_(pa.string())),
+        ("per", pa.float64()),
+        (
+            "ratio",
+            pa.struct(
+                [
+                    ("of", pa.string()),
+                    ("reference", pa.string()),
+                    (
+                        "groups",
+                        pa.list_(
+                            pa.struct([("value", pa.string()), ("members", pa.list_(pa.string()))])
+                        ),
+                    ),
+                ]
+            ),
+        ),
     ]
 )
+# Catalogue fields an entry may leave out (null): the others are required.
+OPTIONAL_CATALOGUE_FIELDS = frozenset({"benchmark", "per", "ratio"})
 METRIC_BENCHMARKS_SCHEMA = pa.schema(
     [
         ("metric_id", pa.string()),
@@ -284,6 +322,12 @@ def load_reference_tables(
 ) -> None:
     """Load the small tables the transforms read and the warehouse keeps."""
     load_table(con, "ref_period", period_rows(source_periods(sources)), REF_PERIOD_SCHEMA)
+    load_arrow(
+        con,
+        "src_code_lists",
+        pa.Table.from_pylist(code_list_rows(), schema=CODE_LISTS_SCHEMA),
+        temp=True,
+    )
     groups = code_lists()["ethnicity_group"]
     load_table(
         con,
@@ -292,7 +336,7 @@ def load_reference_tables(
         REF_ETHNICITY_GROUP_SCHEMA,
     )
     load_table(con, "deliveries", delivery_rows(sources), DELIVERIES_SCHEMA)
-    catalogue = read_catalogue(transforms_dir / CATALOGUE_FILE)
+    catalogue = read_catalogue(transforms_dir / CATALOGUE_DIR)
     load_table(con, "metric_catalogue", catalogue_rows(catalogue), METRIC_CATALOGUE_SCHEMA)
     load_table(con, "metric_benchmarks", benchmark_rows(catalogue), METRIC_BENCHMARKS_SCHEMA)
     if isinstance(linkage_quality, pd.DataFrame):
@@ -339,19 +383,50 @@ def load_data_quality(
 
 
 def period_rows(periods: Iterable[str]) -> list[dict[str, Any]]:
-    """Each period's bounds and the 31 August before it (the date ages are taken at)."""
+    """Each academic year's bounds and the 31 August before it (the date ages are taken at),
+    then each financial year (1 April to 31 March) that the academic years cover whole."""
     rows = []
     for label in periods:
         period = Period(label)
         rows.append(
             {
                 "period": label,
+                "kind": ACADEMIC_YEAR,
                 "period_start": period.start,
                 "period_end": period.end,
                 "age_reference_date": period.start - timedelta(days=1),
             }
         )
+    return rows + financial_year_rows(periods)
+
+
+def financial_year_rows(academic_years: Iterable[str]) -> list[dict[str, Any]]:
+    """The financial years lying wholly inside the given academic years: FY2024-25 (1 April
+    2024 to 31 March 2025) needs 2023-24 and 2024-25. Labelled 'FY' + the academic-style label."""
+    starts = {Period(label).start.year for label in academic_years}
+    rows = []
+    for year in sorted(starts):
+        if year - 1 in starts:
+            rows.append(
+                {
+                    "period": f"FY{year}-{(year + 1) % 100:02d}",
+                    "kind": FINANCIAL_YEAR,
+                    "period_start": date(year, 4, 1),
+                    "period_end": date(year + 1, 3, 31),
+                    "age_reference_date": None,
+                }
+            )
     return rows
+
+
+def code_list_rows() -> list[dict[str, str]]:
+    """Every code of schemas/codes.json, for the cohort values of 21_cohorts.sql."""
+    return [
+        {"code_list": name, "code": code, "meaning": meaning}
+        for name, codes in code_lists().items()
+        if isinstance(codes, Mapping)
+        for code, meaning in codes.items()
+    ]
 
 
 def delivery_rows(sources: Mapping[str, Sequence[SourceFile]]) -> list[dict[str, str]]:
@@ -368,18 +443,47 @@ def delivery_rows(sources: Mapping[str, Sequence[SourceFile]]) -> list[dict[str,
     ]
 
 
-def read_catalogue(path: Path) -> list[dict[str, Any]]:
-    """The metric catalogue: one entry per metric id."""
-    entries = json.loads(path.read_text(encoding="utf-8"))
+def catalogue_files(catalogue_dir: Path) -> list[Path]:
+    """The catalogue's theme files that exist, in CATALOGUE_THEMES order."""
+    paths = [Path(catalogue_dir) / f"{theme}.json" for theme in CATALOGUE_THEMES]
+    return [path for path in paths if path.exists()]
+
+
+def read_catalogue(catalogue_dir: Path) -> list[dict[str, Any]]:
+    """The metric catalogue: the entries of every theme file, in theme order; one entry per
+    metric id across all files, each with every required field."""
+    files = catalogue_files(catalogue_dir)
+    if not files:
+        raise FileNotFoundError(f"no catalogue theme files in {catalogue_dir}")
+    entries = [entry for path in files for entry in json.loads(path.read_text(encoding="utf-8"))]
     ids = [entry["id"] for entry in entries]
-    if len(ids) != len(set(ids)):
-        raise ValueError(f"{path}: metric ids repeat")
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise ValueError(f"{catalogue_dir}: metric ids repeat: {repeated}")
+    required = set(METRIC_CATALOGUE_SCHEMA.names) - OPTIONAL_CATALOGUE_FIELDS
+    for entry in entries:
+        missing = sorted(required - set(entry))
+        if missing:
+            raise ValueError(f"{catalogue_dir}: metric {entry['id']} lacks {missing}")
     return entries
 
 
 def catalogue_rows(catalogue: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Catalogue entries as metric_catalogue rows (benchmarks go to metric_benchmarks)."""
-    return [{name: entry[name] for name in METRIC_CATALOGUE_SCHEMA.names} for entry in catalogue]
+    return [
+        {name: catalogue_value(entry, name) for name in METRIC_CATALOGUE_SCHEMA.names}
+        for entry in catalogue
+    ]
+
+
+def catalogue_value(entry: Mapping[str, Any], name: str) -> Any:
+    """One field of a catalogue entry as loaded: a ratio's groups object (value -> member
+    values) becomes a list of {value, members}."""
+    value = entry.get(name)
+    if name == "ratio" and value is not None:
+        groups = [{"value": k, "members": v} for k, v in value["groups"].items()]
+        return {**value, "groups": groups}
+    return value
 
 
 def benchmark_rows(catalogue: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -143,7 +143,12 @@ def read_catalogue(con: duckdb.DuckDBPyConnection) -> list[dict]:
 
 
 def read_published(con: duckdb.DuckDBPyConnection, period: str) -> list[dict]:
-    return rows(con, "SELECT * FROM published_metrics WHERE period = ?", [period])
+    """The period's published cells by SEN status (the breakdown the reports show)."""
+    return rows(
+        con,
+        "SELECT * FROM published_metrics WHERE period = ? AND cohort = 'sen_status'",
+        [period],
+    )
 
 
 def read_benchmarks(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict]:

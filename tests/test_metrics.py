@@ -9,8 +9,10 @@ The fixture, period 2024-25 unless said otherwise (A = Riverside, B = Shirehampt
   each except c12 (0). Persistently absent (>= 30 sessions): c01 (exactly 30), c03, c13, c14,
   c18, c20; c02 misses 29. Census B: b01-b03, all N, none persistently absent.
 - Exclusions A: SUSP c13 x2, c18, c06, c07, c99 (c99 not on the census); LNCH c05; PERM c14.
-- SEN2 A: plans issued in 2024-25: c18 (254 days after request), c19 (exactly 140 days); c20
-  pending; c17 refused. 2023-24: c16 (75 days), reported again in the 2024-25 delivery.
+- SEN2 A: plans issued in 2024-25: c18 (254 days after request, an exception to the 20-week
+  limit applies), c19 (exactly 140 days); c20 pending; c17 refused. 2023-24: c16 (75 days),
+  reported again in the 2024-25 delivery. Requests received in 2023-24: c16, c18 (both agreed);
+  in 2024-25: c19, c20 (agreed), c17 (not agreed).
 - Health referrals A with first attended contact, days waited: c13 14, c14 28, c18 70, c19 35,
   c01 7, h01 21, h02 42, h03 56, h04 49; h05 not yet seen; c02 received 2024-08-01 (2023-24),
   seen after 40 days per the 2024-25 delivery (not yet seen in the 2023-24 delivery).
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -36,7 +39,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from joinedup.contracts import contract
-from joinedup.metrics import PUBLISHED_TABLES, SourceFile, build_warehouse
+from joinedup.metrics import (
+    CATALOGUE_DIR,
+    CATALOGUE_THEMES,
+    PUBLISHED_TABLES,
+    SourceFile,
+    build_warehouse,
+    catalogue_files,
+    read_catalogue,
+)
 from joinedup.settings import AGENCIES, Settings
 
 A = "E09000099"
@@ -172,7 +183,11 @@ def exclusions() -> list[dict[str, Any]]:
 
 
 def sen2_request(
-    person: str, received: str, outcome: str = "A", plan_after_days: int | None = None
+    person: str,
+    received: str,
+    outcome: str = "A",
+    plan_after_days: int | None = None,
+    exception: bool = False,
 ) -> dict[str, Any]:
     received_date = date.fromisoformat(received)
     plan = None if plan_after_days is None else received_date + timedelta(days=plan_after_days)
@@ -184,6 +199,7 @@ def sen2_request(
         "assessment_outcome": None if outcome != "A" else ("I" if plan else "P"),
         "plan_start_date": plan,
         "primary_need": "ASD" if plan else None,
+        "week20_exception": exception,
     }
 
 
@@ -193,7 +209,7 @@ def sen2(period: str) -> list[dict[str, Any]]:
         return [c16, sen2_request("c18", "2024-01-10")]
     return [
         c16,
-        sen2_request("c18", "2024-01-10", plan_after_days=254),
+        sen2_request("c18", "2024-01-10", plan_after_days=254, exception=True),
         sen2_request("c19", "2024-10-01", plan_after_days=140),
         sen2_request("c20", "2025-03-01"),
         sen2_request("c17", "2024-11-01", outcome="N"),
@@ -386,11 +402,14 @@ class FixtureInputs:
     truth_pairs: Path
 
 
-def write_fixture_inputs(root: Path) -> FixtureInputs:
-    """Write the fixture's extracts, spine and links as Parquet under root."""
+def write_fixture_inputs(
+    root: Path, deliveries: dict[tuple[str, str, str], list[dict[str, Any]]] = DELIVERIES
+) -> FixtureInputs:
+    """Write the fixture's extracts (DELIVERIES unless given), spine and links as Parquet
+    under root."""
     sources: dict[str, list[SourceFile]] = {}
     records: set[tuple[str, str]] = set()
-    for (extract, period, la_code), rows in DELIVERIES.items():
+    for (extract, period, la_code), rows in deliveries.items():
         path = root / "store" / extract / period / la_code / f"{extract}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(extract_table(extract, rows), path)
@@ -417,10 +436,14 @@ def write_fixture_inputs(root: Path) -> FixtureInputs:
 
 
 def build_fixture_warehouse(
-    db_path: Path, root: Path, settings: Settings | None = None, run_id: str = "run-1"
+    db_path: Path,
+    root: Path,
+    settings: Settings | None = None,
+    run_id: str = "run-1",
+    deliveries: dict[tuple[str, str, str], list[dict[str, Any]]] = DELIVERIES,
 ) -> dict[str, int]:
     """Build the fixture warehouse at db_path from inputs written under root."""
-    inputs = write_fixture_inputs(root)
+    inputs = write_fixture_inputs(root, deliveries)
     return build_warehouse(
         db_path,
         inputs.sources,
@@ -458,7 +481,15 @@ def con(built: Built) -> duckdb.DuckDBPyConnection:
     connection.close()
 
 
-def cell(con, table: str, metric: str, period: str, la_code: str, cohort_value: str) -> tuple:
+def cell(
+    con,
+    table: str,
+    metric: str,
+    period: str,
+    la_code: str,
+    cohort_value: str,
+    cohort: str = "sen_status",
+) -> tuple:
     columns = (
         "numerator, denominator, value"
         if table == "metric_values"
@@ -466,23 +497,40 @@ def cell(con, table: str, metric: str, period: str, la_code: str, cohort_value: 
     )
     rows = con.execute(
         f"SELECT {columns} FROM {table} WHERE metric_id = ? AND period = ? AND la_code = ? "
-        "AND cohort = 'sen_status' AND cohort_value = ?",
-        [metric, period, la_code, cohort_value],
+        "AND cohort = ? AND cohort_value = ?",
+        [metric, period, la_code, cohort, cohort_value],
     ).fetchall()
-    assert len(rows) == 1, (metric, period, la_code, cohort_value, rows)
+    assert len(rows) == 1, (metric, period, la_code, cohort, cohort_value, rows)
     return rows[0]
 
+
+FY = "FY2024-25"
 
 # metric, period, area, cohort value -> (numerator, denominator, value), computed by hand.
 EXPECTED_VALUES = [
     ("ehcp_issued_within_20_weeks", P, A, "all", (1, 2, 50.0)),
     ("ehcp_issued_within_20_weeks", PREV, A, "all", (1, 1, 100.0)),
+    ("ehcp_issued_within_20_weeks", P, A, "E", (1, 2, 50.0)),  # c18, c19: E on the census
+    ("ehcp_issued_within_20_weeks", P, A, "N", (0, 0, None)),
+    ("ehcp_issued_within_20_weeks_excluding_exceptions", P, A, "all", (1, 1, 100.0)),
+    ("ehcp_issued_within_20_weeks_excluding_exceptions", PREV, A, "all", (1, 1, 100.0)),
+    ("ehcp_weeks_request_to_plan_median", P, A, "all", (None, 2, (254 / 7 + 20) / 2)),
+    ("ehcp_weeks_request_to_plan_median", PREV, A, "all", (None, 1, 75 / 7)),
+    ("ehcp_requests_agreed_to_assess", PREV, A, "all", (2, 2, 100.0)),
+    ("ehcp_requests_agreed_to_assess", P, A, "all", (2, 3, 100 * 2 / 3)),
+    ("ehcp_requests_agreed_to_assess", P, A, "K", (0, 1, 0.0)),  # c17
     ("persistent_absence", P, A, "N", (2, 11, 100 * 2 / 11)),
     ("persistent_absence", P, A, "K", (2, 5, 40.0)),
     ("persistent_absence", P, A, "E", (2, 3, 100 * 2 / 3)),
     ("persistent_absence", P, A, "all", (6, 19, 100 * 6 / 19)),
+    ("persistent_absence", P, A, "X", (0, 0, None)),
     ("persistent_absence", P, B, "N", (0, 3, 0.0)),
     ("persistent_absence", P, B, "E", (0, 0, None)),
+    ("overall_absence", P, A, "all", (370, 5700, 100 * 370 / 5700)),
+    ("overall_absence", P, A, "N", (139, 3300, 100 * 139 / 3300)),
+    ("overall_absence", P, A, "K", (100, 1500, 100 * 100 / 1500)),
+    ("overall_absence", P, A, "E", (131, 900, 100 * 131 / 900)),
+    ("overall_absence", P, B, "all", (15, 900, 100 * 15 / 900)),
     ("suspension_rate", P, A, "N", (2, 12, 100 * 2 / 12)),
     ("suspension_rate", P, A, "K", (2, 5, 40.0)),
     ("suspension_rate", P, A, "E", (1, 3, 100 / 3)),
@@ -492,6 +540,11 @@ EXPECTED_VALUES = [
     ("suspension_ratio_to_no_sen", P, A, "E", (100 / 3, 100 * 2 / 12, 2.0)),
     ("suspension_ratio_to_no_sen", P, A, "SEN", (37.5, 100 * 2 / 12, 2.25)),
     ("suspension_ratio_to_no_sen", P, B, "K", (None, 0.0, None)),
+    ("permanent_exclusion_rate", P, A, "K", (1, 5, 20.0)),  # c14; c05's LNCH is not one
+    ("permanent_exclusion_rate", P, A, "all", (1, 20, 5.0)),
+    ("permanent_exclusion_rate", P, A, "N", (0, 12, 0.0)),
+    ("permanent_exclusion_ratio_to_no_sen", P, A, "K", (20.0, 0.0, None)),
+    ("permanent_exclusion_ratio_to_no_sen", P, A, "SEN", (12.5, 0.0, None)),
     ("referral_to_first_contact_weeks_median", P, A, "all", (None, 10, 4.5)),
     ("referral_to_first_contact_weeks_median", P, A, "N", (None, 2, 2.5)),
     ("referral_to_first_contact_weeks_median", P, A, "K", (None, 2, 3.0)),
@@ -499,6 +552,11 @@ EXPECTED_VALUES = [
     ("referral_to_first_contact_weeks_median", P, A, "X", (None, 4, 6.5)),
     ("referral_to_first_contact_weeks_median", PREV, A, "X", (None, 1, 40 / 7)),
     ("referral_to_first_contact_weeks_median", P, B, "all", (None, 0, None)),
+    # Financial year April 2024 - March 2025: the 2024-25 waits and c02's (August 2024), in
+    # days 7 14 21 28 28 35 40 42 49 56 70; c02 is N on the 2024-25 census but X in 2023-24,
+    # the academic year of its referral, whose attributes it takes.
+    ("referral_to_first_contact_weeks_median", FY, A, "all", (None, 11, 5.0)),
+    ("referral_to_first_contact_weeks_median", FY, A, "X", (None, 5, 6.0)),
     ("known_to_services_1", P, A, "all", (18, 26, 100 * 18 / 26)),
     ("known_to_services_2", P, A, "all", (6, 26, 100 * 6 / 26)),
     ("known_to_services_3", P, A, "all", (2, 26, 100 * 2 / 26)),
@@ -526,42 +584,241 @@ def test_metric_values_match_hand_computed_figures(
     assert actual == pytest.approx(expected, nan_ok=False)
 
 
+# metric, period, area, cohort, cohort value -> (numerator, denominator, value), by hand.
+# All fixture people are F except c18 (M); ethnicity White except c18 (Black), c19 (Asian);
+# all 11 or 12 on 31 August 2024; census K and E pupils have primary need MLD, c20's plan ASD.
+EXPECTED_COHORT_VALUES = [
+    ("persistent_absence", P, A, "sex", "M", (1, 1, 100.0)),
+    ("persistent_absence", P, A, "sex", "F", (5, 18, 100 * 5 / 18)),
+    ("persistent_absence", P, A, "sex", "U", (0, 0, None)),
+    ("persistent_absence", P, A, "ethnicity_group", "White", (5, 17, 100 * 5 / 17)),
+    ("persistent_absence", P, A, "ethnicity_group", "Asian", (0, 1, 0.0)),
+    ("persistent_absence", P, A, "ethnicity_group", "Unknown", (0, 0, None)),
+    ("persistent_absence", P, A, "age_band", "11-15", (6, 19, 100 * 6 / 19)),
+    ("persistent_absence", P, A, "age_band", "5-10", (0, 0, None)),
+    ("persistent_absence", P, A, "fsm", "not eligible", (6, 19, 100 * 6 / 19)),
+    ("persistent_absence", P, A, "fsm", "eligible", (0, 0, None)),
+    ("persistent_absence", P, A, "primary_need", "MLD", (4, 8, 50.0)),
+    ("persistent_absence", P, A, "primary_need", "none", (2, 11, 100 * 2 / 11)),
+    ("persistent_absence", P, A, "primary_need", "all", (6, 19, 100 * 6 / 19)),
+    # the plans' own need (ASD), not the census need (MLD) of c18
+    ("ehcp_issued_within_20_weeks", P, A, "primary_need", "ASD", (1, 2, 50.0)),
+    ("ehcp_issued_within_20_weeks", P, A, "primary_need", "MLD", (0, 0, None)),
+    # health-only children are X and of unknown need and FSM
+    ("known_to_services_1", P, A, "primary_need", "unknown", (5, 6, 100 * 5 / 6)),
+    ("known_to_services_1", P, A, "fsm", "unknown", (5, 6, 100 * 5 / 6)),
+    ("suspension_rate", P, A, "sex", "M", (1, 1, 100.0)),
+]
+
+
+@pytest.mark.parametrize(
+    ("metric", "period", "la_code", "cohort", "cohort_value", "expected"),
+    EXPECTED_COHORT_VALUES,
+    ids=[f"{m}-{p}-{a}-{d}-{c}" for m, p, a, d, c, _ in EXPECTED_COHORT_VALUES],
+)
+def test_metric_values_by_other_cohort_dimensions_match_hand_computed_figures(
+    con, metric, period, la_code, cohort, cohort_value, expected
+):
+    """Cells by sex, ethnicity group, age band, FSM and primary need equal the hand figures."""
+    actual = cell(con, "metric_values", metric, period, la_code, cohort_value, cohort)
+    assert actual == pytest.approx(expected, nan_ok=False)
+
+
+def catalogue_dimensions(con) -> dict[str, list[str]]:
+    return dict(con.execute("SELECT id, cohort_dimensions FROM metric_catalogue").fetchall())
+
+
 def test_metric_cells_cover_each_delivered_area_period_and_cohort(con):
-    """Cells exist for every period and area with the metric's extract, and nowhere else."""
+    """Cells exist for every period and area with the metric's extract, and nowhere else;
+    financial-year cells only where the two academic years it overlaps were both delivered."""
     got = {
         (metric, period, la_code, tuple(cohorts))
         for metric, period, la_code, cohorts in con.execute(
             "SELECT metric_id, period, la_code, list(cohort_value ORDER BY cohort_value) "
-            "FROM metric_values GROUP BY ALL"
+            "FROM metric_values WHERE cohort = 'sen_status' GROUP BY ALL"
         ).fetchall()
     }
-    nke_all = ("E", "K", "N", "all")
     nkex_all = ("E", "K", "N", "X", "all")
-    expected = {
-        ("ehcp_issued_within_20_weeks", PREV, A, ("all",)),
-        ("ehcp_issued_within_20_weeks", P, A, ("all",)),
-        ("referral_to_first_contact_weeks_median", PREV, A, nkex_all),
-    }
+    groups = ("E", "K", "SEN")
+    sen2 = (
+        "ehcp_issued_within_20_weeks",
+        "ehcp_issued_within_20_weeks_excluding_exceptions",
+        "ehcp_weeks_request_to_plan_median",
+        "ehcp_requests_agreed_to_assess",
+    )
+    census = ("persistent_absence", "overall_absence", "suspension_rate")
+    census += ("permanent_exclusion_rate",)
+    ratios = ("suspension_ratio_to_no_sen", "permanent_exclusion_ratio_to_no_sen")
+    wait = "referral_to_first_contact_weeks_median"
+    expected = {(m, period, A, nkex_all) for m in sen2 for period in (PREV, P)}
+    expected |= {(wait, PREV, A, nkex_all), (wait, FY, A, nkex_all)}
     for la_code in (A, B):
-        expected |= {
-            ("persistent_absence", P, la_code, nke_all),
-            ("suspension_rate", P, la_code, nke_all),
-            ("suspension_ratio_to_no_sen", P, la_code, ("E", "K", "SEN")),
-            ("referral_to_first_contact_weeks_median", P, la_code, nkex_all),
-        }
+        expected |= {(m, P, la_code, nkex_all) for m in census}
+        expected |= {(m, P, la_code, groups) for m in ratios}
+        expected |= {(wait, P, la_code, nkex_all)}
         expected |= {(f"known_to_services_{k}", P, la_code, nkex_all) for k in (1, 2, 3)}
     expected |= {(f"known_to_services_{k}", PREV, A, nkex_all) for k in (1, 2, 3)}
     assert got == expected
 
 
+def test_every_listed_cohort_dimension_has_every_value_in_every_cell_frame(con):
+    """Each metric (but ratios) has, per period and area, a cell for each of its catalogue
+    dimensions and each value of ref_cohort_value plus 'all', and no other cell."""
+    values = {}
+    for cohort, value in con.execute(
+        "SELECT cohort, cohort_value FROM ref_cohort_value"
+    ).fetchall():
+        values.setdefault(cohort, {"all"}).add(value)
+    assert {"sen_status", "primary_need", "age_band", "sex", "ethnicity_group", "fsm"} <= set(
+        values
+    )
+    ratios = {
+        r[0]
+        for r in con.execute("SELECT id FROM metric_catalogue WHERE statistic = 'ratio'").fetchall()
+    }
+    cells = con.execute(
+        "SELECT metric_id, period, la_code, cohort, list(cohort_value) FROM metric_values "
+        "GROUP BY ALL"
+    ).fetchall()
+    dimensions = catalogue_dimensions(con)
+    frames = {(m, p, a) for m, p, a, _, _ in cells if m not in ratios}
+    found = {(m, p, a, c): sorted(v) for m, p, a, c, v in cells if m not in ratios}
+    expected = {(m, p, a, c): sorted(values[c]) for m, p, a in frames for c in dimensions[m]}
+    assert found == expected
+
+
+def test_every_dimension_partitions_the_all_cell(con):
+    """Within one metric, period, area and dimension, the values' numerators and denominators
+    add up to the 'all' cell's (ratios excepted): no unit is dropped or counted twice."""
+    bad = con.execute(
+        "SELECT v.metric_id, v.period, v.la_code, v.cohort, "
+        "sum(v.numerator) FILTER (WHERE v.cohort_value <> 'all') AS parts_numerator, "
+        "any_value(v.numerator) FILTER (WHERE v.cohort_value = 'all') AS all_numerator, "
+        "sum(v.denominator) FILTER (WHERE v.cohort_value <> 'all') AS parts_denominator, "
+        "any_value(v.denominator) FILTER (WHERE v.cohort_value = 'all') AS all_denominator "
+        "FROM metric_values AS v JOIN metric_catalogue AS m ON m.id = v.metric_id "
+        "WHERE m.statistic <> 'ratio' GROUP BY ALL "
+        "HAVING parts_numerator IS DISTINCT FROM all_numerator "
+        "OR parts_denominator IS DISTINCT FROM all_denominator"
+    ).fetchall()
+    assert bad == []
+    assert con.execute("SELECT count(DISTINCT cohort) FROM metric_values").fetchone()[0] == 6
+
+
 def test_known_to_services_shares_sum_to_100_in_every_cell(con):
     """Exactly 1, 2 or 3 agencies: the three numerators add up to the denominator."""
     bad = con.execute(
-        "SELECT period, la_code, cohort_value, sum(numerator), any_value(denominator) "
+        "SELECT period, la_code, cohort, cohort_value, sum(numerator), any_value(denominator) "
         "FROM metric_values WHERE metric_id LIKE 'known_to_services_%' GROUP BY ALL "
         "HAVING sum(numerator) <> any_value(denominator) OR count(DISTINCT denominator) > 1"
     ).fetchall()
     assert bad == []
+
+
+NEXT = "2025-26"
+# A later year's deliveries: c01 and c13 (now E) stay on A's census, n01 joins; two referrals
+# received and seen in 2025-26. Nothing repeats a record of an earlier year.
+NEXT_DELIVERIES = {
+    ("education_census", NEXT, A): [
+        {**row, "sen_provision": "E" if row["person"] == "c13" else row["sen_provision"]}
+        for row in pupils(A)
+        if row["person"] in ("c01", "c13")
+    ]
+    + [{**pupils(A)[0], "person": "n01"}],
+    ("health_referrals", NEXT, A): [
+        referral("n01", A, "SLT", "2025-10-01", 21),
+        referral("c13", A, "OT", "2026-01-05", 35),
+    ],
+}
+
+
+def test_building_with_a_new_period_leaves_the_other_periods_identical(tmp_path, con):
+    """A build with 2025-26 added has the same metric_values for 2023-24, 2024-25 and
+    FY2024-25 as the build without it, and adds FY2025-26 (2024-25 and 2025-26 delivered)."""
+    target = tmp_path / "next.duckdb"
+    build_fixture_warehouse(target, tmp_path, deliveries=DELIVERIES | NEXT_DELIVERIES)
+    keys = ["metric_id", "period", "la_code", "cohort", "cohort_value"]
+    before = con.sql("SELECT * FROM metric_values").df().sort_values(keys).reset_index(drop=True)
+    with duckdb.connect(str(target), read_only=True) as connection:
+        after = connection.sql("SELECT * FROM metric_values").df()
+        kinds = dict(connection.execute("SELECT period, kind FROM ref_period").fetchall())
+    assert kinds == {
+        PREV: "academic_year",
+        P: "academic_year",
+        NEXT: "academic_year",
+        FY: "financial_year",
+        "FY2025-26": "financial_year",
+    }
+    assert set(after.period) == {PREV, P, NEXT, FY, "FY2025-26"}
+    old = after[after.period.isin(set(before.period))].sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(old, before)
+    waits = after[
+        (after.metric_id == "referral_to_first_contact_weeks_median")
+        & (after.period == "FY2025-26")
+        & (after.cohort_value == "all")
+    ]
+    # April 2025 - March 2026 in A: h05 is never seen; n01 3 weeks, c13 5 weeks.
+    assert set(waits.la_code) == {A}
+    assert waits.denominator.tolist() == [2.0] * 6 and waits.value.tolist() == [4.0] * 6
+
+
+def test_financial_years_need_both_academic_years_and_only_listed_metrics_have_them(con):
+    """FY2024-25 cells exist only for metrics whose catalogue lists financial years, and only
+    in A (B's health referrals were delivered for 2024-25 only)."""
+    found = con.execute(
+        "SELECT DISTINCT v.metric_id, v.la_code FROM metric_values AS v "
+        "JOIN ref_period AS p USING (period) WHERE p.kind = 'financial_year'"
+    ).fetchall()
+    listed = {
+        r[0]
+        for r in con.execute(
+            "SELECT id FROM metric_catalogue WHERE list_contains(period_kinds, 'financial_year')"
+        ).fetchall()
+    }
+    assert "referral_to_first_contact_weeks_median" in listed
+    assert {m for m, _ in found} == listed
+    assert {a for _, a in found} == {A}
+
+
+def write_theme(directory: Path, theme: str, entries: list[dict[str, Any]]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{theme}.json").write_text(json.dumps(entries), encoding="utf-8")
+
+
+def test_catalogue_is_read_from_its_theme_files_in_a_fixed_order():
+    """The repository's catalogue: every theme file's entries, themes in CATALOGUE_THEMES order,
+    ids unique across all files."""
+    directory = Settings.from_env().transforms_dir / CATALOGUE_DIR
+    entries = read_catalogue(directory)
+    ids = [e["id"] for e in entries]
+    assert len(ids) == len(set(ids))
+    files = catalogue_files(directory)
+    assert [f.stem for f in files] == [t for t in CATALOGUE_THEMES if t in {f.stem for f in files}]
+    in_order = [e["id"] for f in files for e in json.loads(f.read_text(encoding="utf-8"))]
+    assert ids == in_order
+
+
+def test_an_id_repeated_in_two_theme_files_is_refused(tmp_path):
+    entry = json.loads(
+        (Settings.from_env().transforms_dir / CATALOGUE_DIR / "education.json").read_text(
+            encoding="utf-8"
+        )
+    )[0]
+    write_theme(tmp_path, "education", [entry])
+    write_theme(tmp_path, "health", [entry])
+    with pytest.raises(ValueError, match=f"metric ids repeat: \\['{entry['id']}'\\]"):
+        read_catalogue(tmp_path)
+
+
+def test_a_catalogue_entry_missing_a_required_field_is_refused(tmp_path):
+    entry = json.loads(
+        (Settings.from_env().transforms_dir / CATALOGUE_DIR / "education.json").read_text(
+            encoding="utf-8"
+        )
+    )[0]
+    write_theme(tmp_path, "care", [{k: v for k, v in entry.items() if k != "period_kinds"}])
+    with pytest.raises(ValueError, match="lacks \\['period_kinds'\\]"):
+        read_catalogue(tmp_path)
 
 
 def test_metric_values_unit_comes_from_the_catalogue(con):
@@ -758,10 +1015,18 @@ def test_catalogue_has_one_entry_per_metric_with_benchmarks(con):
     }
     assert benchmarks == {
         ("ehcp_issued_within_20_weeks", "all"): (45.9, "2024"),
+        ("ehcp_issued_within_20_weeks_excluding_exceptions", "all"): (46.4, "2024"),
+        ("ehcp_requests_agreed_to_assess", "all"): (65.4, "2024"),
         ("persistent_absence", "E"): (34.6, "2023/24"),
         ("persistent_absence", "K"): (29.9, "2023/24"),
         ("persistent_absence", "N"): (18.2, "2023/24"),
+        ("overall_absence", "E"): (12.4, "2023/24"),
+        ("overall_absence", "K"): (10.3, "2023/24"),
+        ("overall_absence", "N"): (6.1, "2023/24"),
         ("suspension_rate", "all"): (11.31, "2023/24"),
+        ("permanent_exclusion_rate", "all"): (0.13, "2023/24"),
+        ("permanent_exclusion_ratio_to_no_sen", "E"): (3.6, "2023/24"),
+        ("permanent_exclusion_ratio_to_no_sen", "K"): (5.2, "2023/24"),
     }
 
 

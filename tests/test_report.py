@@ -110,7 +110,8 @@ def test_table_cells_show_exactly_the_published_figures(rendered):
     published = query(
         rendered.warehouse,
         "SELECT metric_id, cohort_value, published_numerator, published_denominator, "
-        "published_value FROM published_metrics WHERE la_code = ? AND period = ?",
+        "published_value FROM published_metrics WHERE la_code = ? AND period = ? "
+        "AND cohort = 'sen_status'",
         [A, P],
     )
     rows = {
@@ -136,7 +137,8 @@ def test_suppressed_cells_show_no_raw_small_counts(rendered):
         "SELECT v.metric_id, v.cohort_value, v.numerator, v.denominator, p.disclosure_rule "
         "FROM published_metrics p JOIN metric_values v "
         "USING (metric_id, period, la_code, cohort, cohort_value) "
-        "WHERE p.suppressed AND p.la_code = ? AND p.period = ? AND v.unit <> 'ratio'",
+        "WHERE p.suppressed AND p.la_code = ? AND p.period = ? AND v.unit <> 'ratio' "
+        "AND p.cohort = 'sen_status'",
         [A, P],
     )
     assert len(suppressed) > 10

@@ -9,27 +9,29 @@
 CREATE TEMP TABLE stg_person AS
 WITH records AS (
     SELECT child_id, period, la_code, 'education' AS agency, 1 AS source_rank,
-           sessions_possible, sen_provision, birth_ym, sex, ethnicity
+           sessions_possible, sen_provision, primary_need, fsm_eligible, birth_ym, sex, ethnicity
     FROM stg_census
     UNION ALL
-    SELECT child_id, period, la_code, 'education', 2, NULL, NULL, birth_ym, sex, ethnicity
+    SELECT child_id, period, la_code, 'education', 2, NULL, NULL, NULL, NULL, birth_ym, sex,
+           ethnicity
     FROM stg_exclusions
     UNION ALL
-    SELECT child_id, period, la_code, 'education', 3, NULL, NULL, birth_ym, sex, ethnicity
+    SELECT child_id, period, la_code, 'education', 3, NULL, NULL, NULL, NULL, birth_ym, sex,
+           ethnicity
     FROM stg_sen2
     UNION ALL
-    SELECT child_id, period, la_code, 'health', 4, NULL, NULL, birth_ym, sex, ethnicity
+    SELECT child_id, period, la_code, 'health', 4, NULL, NULL, NULL, NULL, birth_ym, sex, ethnicity
     FROM stg_health_referrals
     UNION ALL
-    SELECT child_id, period, la_code, 'care', 5, NULL, NULL, birth_ym, sex, ethnicity
+    SELECT child_id, period, la_code, 'care', 5, NULL, NULL, NULL, NULL, birth_ym, sex, ethnicity
     FROM stg_cin
     UNION ALL
-    SELECT child_id, period, la_code, 'care', 6, NULL, NULL, birth_ym, sex, ethnicity
+    SELECT child_id, period, la_code, 'care', 6, NULL, NULL, NULL, NULL, birth_ym, sex, ethnicity
     FROM stg_lac
 )
 SELECT
-    r.child_id, r.period, r.la_code, r.agency, r.source_rank, r.sen_provision, r.birth_ym,
-    r.sex, r.ethnicity, g.ethnicity_group,
+    r.child_id, r.period, r.la_code, r.agency, r.source_rank, r.sen_provision, r.primary_need,
+    r.fsm_eligible, r.birth_ym, r.sex, r.ethnicity, g.ethnicity_group,
     year(p.age_reference_date) - CAST(left(r.birth_ym, 4) AS INTEGER)
         - CASE WHEN CAST(right(r.birth_ym, 2) AS INTEGER) > month(p.age_reference_date)
                THEN 1 ELSE 0 END AS age_at_31_aug,

@@ -1,21 +1,233 @@
--- metric_values: every metric cell with its unrounded numerator, denominator and value. This is
--- the RESTRICTED table (small counts in clear): analysts with access to child-level facts may
--- read it; anything published (the area reports) reads published_metrics only.
--- The unit comes from metric_catalogue; a metric missing from the catalogue fails the build.
+-- metric_values: every metric cell with its unrounded numerator, denominator and value, made
+-- from the units of int_metric_units (29_metric_units.sql) and the catalogue. This is the
+-- RESTRICTED table (small counts in clear): analysts with access to child-level facts may read
+-- it; anything published (the area reports) reads published_metrics only.
+--
+-- Periods: a metric has cells in the academic years, and in the financial years (1 April to
+-- 31 March), that its catalogue period_kinds list. A unit counts in its academic year
+-- (`period`) and in the financial year its event_date falls in.
+-- Cells ("frames"): a metric has cells for an area in an academic year when one of its
+-- source_extracts was delivered for that area and year, or one of its units counts there; in a
+-- financial year only when its source extracts were delivered for that area in both academic
+-- years the financial year overlaps (the whole year is covered): otherwise the financial year
+-- has no cells at all, never partial ones, and its units there are left out.
+-- In each frame: one cell per cohort dimension the catalogue lists and per value of it
+-- (ref_cohort_value) plus 'all', present even when empty. The values of one dimension
+-- partition 'all' (a unit always has exactly one value of each dimension).
+-- Statistics (catalogue `statistic`), over the units of a cell:
+--   proportion  numerator = sum(numerator), denominator = sum(denominator),
+--               value = 100 * numerator / denominator (percent; NULL when denominator is 0)
+--   rate        as proportion, value = per * numerator / denominator (catalogue `per`)
+--   median      numerator NULL, denominator = units measured, value = median(measure)
+--   mean        numerator NULL, denominator = units measured, value = mean(measure)
+--   count       numerator = sum(numerator), denominator NULL, value = numerator
+--   ratio       a rate of one cohort group over the same rate of a reference value of the
+--               dimension, from the cells of another metric (catalogue `ratio`: `of` the
+--               metric, `reference` value, `groups` value -> member values summed):
+--               numerator = the group's rate, denominator = the reference's rate, value =
+--               their quotient (NULL when either rate is undefined or the reference's is 0).
+--               Its cells are the groups of the first cohort dimension only and do not
+--               partition anything. int_ratio_parts keeps the counts behind both rates for
+--               disclosure control (50_published_metrics.sql).
+-- The unit comes from metric_catalogue. A unit of a metric missing from the catalogue, an
+-- unknown statistic, or a unit with a cohort value outside ref_cohort_value fails the build.
+
+SELECT error('metric(s) missing from transforms/catalogue/*.json: '
+             || string_agg(DISTINCT metric_id, ', ' ORDER BY metric_id))
+FROM int_metric_units
+WHERE metric_id NOT IN (SELECT id FROM metric_catalogue WHERE statistic <> 'ratio')
+HAVING count(*) > 0;
+
+SELECT error('unknown statistic(s) in the catalogue: '
+             || string_agg(DISTINCT statistic, ', ' ORDER BY statistic))
+FROM metric_catalogue
+WHERE statistic NOT IN ('proportion', 'rate', 'median', 'mean', 'count', 'ratio')
+HAVING count(*) > 0;
+
+SELECT error('ratio metric(s) not of a proportion or rate metric: '
+             || string_agg(r.id, ', ' ORDER BY r.id))
+FROM metric_catalogue AS r
+LEFT JOIN metric_catalogue AS b ON b.id = r.ratio.of
+WHERE r.statistic = 'ratio' AND coalesce(b.statistic NOT IN ('proportion', 'rate'), true)
+HAVING count(*) > 0;
+
+-- Each metric's cohort dimensions, in catalogue order.
+CREATE TEMP TABLE int_metric_dimensions AS
+SELECT id AS metric_id, unnest(cohort_dimensions) AS cohort
+FROM metric_catalogue;
+
+CREATE TEMP TABLE int_metric_frames AS
+WITH source_deliveries AS (
+    SELECT m.id AS metric_id, m.period_kinds, d.period, d.la_code
+    FROM metric_catalogue AS m
+    JOIN deliveries AS d ON list_contains(m.source_extracts, d.extract)
+    WHERE m.statistic <> 'ratio'
+),
+academic AS (
+    SELECT metric_id, period, la_code
+    FROM source_deliveries
+    WHERE list_contains(period_kinds, 'academic_year')
+    UNION
+    SELECT u.metric_id, u.period, u.la_code
+    FROM int_metric_units AS u
+    JOIN metric_catalogue AS m ON m.id = u.metric_id
+    JOIN ref_period AS p ON p.period = u.period AND p.kind = 'academic_year'
+    WHERE list_contains(m.period_kinds, 'academic_year')
+),
+financial AS (
+    SELECT s.metric_id, f.period, s.la_code
+    FROM source_deliveries AS s
+    JOIN ref_period AS a ON a.period = s.period AND a.kind = 'academic_year'
+    JOIN ref_period AS f
+        ON f.kind = 'financial_year'
+        AND a.period_start <= f.period_end AND a.period_end >= f.period_start
+    WHERE list_contains(s.period_kinds, 'financial_year')
+    GROUP BY ALL
+    HAVING count(DISTINCT s.period) = 2
+)
+SELECT * FROM academic
+UNION ALL
+SELECT * FROM financial;
+
+-- Units with their cohort attributes, once per cell period they count in, in a frame.
+CREATE TEMP TABLE int_unit_cells AS
+WITH attributed AS (
+    SELECT
+        u.metric_id, u.period, u.event_date, u.la_code, u.numerator, u.denominator, u.measure,
+        coalesce(u.sen_status, d.sen_provision, 'X') AS sen_status,
+        coalesce(u.primary_need, d.primary_need, 'unknown') AS primary_need,
+        coalesce(u.age_band, d.age_band, 'unknown') AS age_band,
+        coalesce(u.sex, d.sex, 'U') AS sex,
+        coalesce(u.ethnicity_group, d.ethnicity_group, 'Unknown') AS ethnicity_group,
+        coalesce(u.fsm, d.fsm, 'unknown') AS fsm
+    FROM int_metric_units AS u
+    LEFT JOIN dim_child_period AS d ON d.child_id = u.child_id AND d.period = u.period
+),
+placed AS (
+    SELECT a.* EXCLUDE (event_date)
+    FROM attributed AS a
+    UNION ALL BY NAME
+    SELECT a.* EXCLUDE (event_date, period), f.period
+    FROM attributed AS a
+    JOIN ref_period AS f
+        ON f.kind = 'financial_year' AND a.event_date BETWEEN f.period_start AND f.period_end
+)
+SELECT p.*
+FROM placed AS p
+SEMI JOIN int_metric_frames AS r
+    ON r.metric_id = p.metric_id AND r.period = p.period AND r.la_code = p.la_code;
+
+-- Aggregates per metric, period, area and cohort value of every dimension; cohort NULL is
+-- the total ('all').
+CREATE TEMP TABLE int_unit_aggregates AS
+SELECT
+    metric_id, period, la_code,
+    CASE WHEN grouping(sen_status) = 0 THEN 'sen_status'
+         WHEN grouping(primary_need) = 0 THEN 'primary_need'
+         WHEN grouping(age_band) = 0 THEN 'age_band'
+         WHEN grouping(sex) = 0 THEN 'sex'
+         WHEN grouping(ethnicity_group) = 0 THEN 'ethnicity_group'
+         WHEN grouping(fsm) = 0 THEN 'fsm' END AS cohort,
+    coalesce(sen_status, primary_need, age_band, sex, ethnicity_group, fsm, 'all')
+        AS cohort_value,
+    sum(numerator) AS numerator,
+    sum(denominator) AS denominator,
+    count(measure) AS measured,
+    median(measure) AS median_measure,
+    avg(measure) AS mean_measure
+FROM int_unit_cells
+GROUP BY GROUPING SETS (
+    (metric_id, period, la_code),
+    (metric_id, period, la_code, sen_status),
+    (metric_id, period, la_code, primary_need),
+    (metric_id, period, la_code, age_band),
+    (metric_id, period, la_code, sex),
+    (metric_id, period, la_code, ethnicity_group),
+    (metric_id, period, la_code, fsm)
+);
+
+-- Every cell of every framed metric, empty or not.
+CREATE TEMP TABLE int_metric_skeleton AS
+SELECT f.metric_id, f.period, f.la_code, v.cohort, v.cohort_value
+FROM int_metric_frames AS f
+JOIN int_metric_dimensions AS d USING (metric_id)
+JOIN (SELECT cohort, cohort_value FROM ref_cohort_value
+      UNION ALL SELECT DISTINCT cohort, 'all' FROM ref_cohort_value) AS v USING (cohort);
+
+SELECT error('cohort value(s) outside ref_cohort_value: '
+             || string_agg(DISTINCT a.cohort || '=' || a.cohort_value, ', '))
+FROM int_unit_aggregates AS a
+JOIN int_metric_dimensions AS d USING (metric_id, cohort)
+ANTI JOIN int_metric_skeleton AS s USING (metric_id, period, la_code, cohort, cohort_value)
+HAVING count(*) > 0;
 
 CREATE TEMP TABLE int_metric_cells AS
-SELECT * FROM int_metric_ehcp_issued_within_20_weeks
-UNION ALL BY NAME SELECT * FROM int_metric_persistent_absence
-UNION ALL BY NAME SELECT * FROM int_metric_suspension_rate
-UNION ALL BY NAME SELECT * FROM int_metric_suspension_ratio_to_no_sen
-UNION ALL BY NAME SELECT * FROM int_metric_referral_to_first_contact_weeks_median
-UNION ALL BY NAME SELECT * FROM int_metric_known_to_services;
+WITH aggregates AS (
+    SELECT a.* EXCLUDE (cohort), coalesce(a.cohort, d.cohort) AS cohort
+    FROM int_unit_aggregates AS a
+    JOIN int_metric_dimensions AS d
+        ON d.metric_id = a.metric_id AND d.cohort = coalesce(a.cohort, d.cohort)
+)
+SELECT
+    s.metric_id, s.period, s.la_code, s.cohort, s.cohort_value,
+    CASE WHEN m.statistic IN ('median', 'mean') THEN NULL
+         ELSE coalesce(a.numerator, 0) END AS numerator,
+    CASE WHEN m.statistic = 'count' THEN NULL
+         WHEN m.statistic IN ('median', 'mean') THEN coalesce(a.measured, 0)
+         ELSE coalesce(a.denominator, 0) END AS denominator,
+    CASE m.statistic
+        WHEN 'proportion' THEN 100.0 * a.numerator / nullif(a.denominator, 0)
+        WHEN 'rate' THEN m.per * a.numerator / nullif(a.denominator, 0)
+        WHEN 'median' THEN a.median_measure
+        WHEN 'mean' THEN a.mean_measure
+        WHEN 'count' THEN coalesce(a.numerator, 0)
+    END AS value
+FROM int_metric_skeleton AS s
+JOIN metric_catalogue AS m ON m.id = s.metric_id
+LEFT JOIN aggregates AS a USING (metric_id, period, la_code, cohort, cohort_value);
 
-SELECT error('metric(s) missing from transforms/catalogue.json: '
-             || string_agg(DISTINCT metric_id, ', ' ORDER BY metric_id))
-FROM int_metric_cells
-WHERE metric_id NOT IN (SELECT id FROM metric_catalogue)
-HAVING count(*) > 0;
+-- Ratios: each group's rate over the reference value's rate, from the cells of `ratio.of`.
+CREATE TEMP TABLE int_ratio_parts AS
+WITH ratios AS (
+    SELECT id AS metric_id, ratio.of AS base_metric_id, ratio.reference AS reference,
+           cohort_dimensions[1] AS cohort, unnest(ratio.groups) AS grp
+    FROM metric_catalogue
+    WHERE statistic = 'ratio'
+),
+members AS (
+    SELECT metric_id, base_metric_id, reference, cohort, grp.value AS cohort_value,
+           unnest(grp.members) AS member
+    FROM ratios
+),
+groups AS (
+    SELECT g.metric_id, g.base_metric_id, g.reference, b.period, b.la_code, g.cohort,
+           g.cohort_value, sum(b.numerator) AS group_numerator,
+           sum(b.denominator) AS group_denominator
+    FROM members AS g
+    JOIN int_metric_cells AS b
+        ON b.metric_id = g.base_metric_id AND b.cohort = g.cohort
+        AND b.cohort_value = g.member
+    GROUP BY ALL
+)
+SELECT
+    g.metric_id, g.base_metric_id, g.period, g.la_code, g.cohort, g.cohort_value,
+    g.group_numerator, g.group_denominator,
+    CASE m.statistic WHEN 'proportion' THEN 100.0 ELSE m.per END
+        * g.group_numerator / nullif(g.group_denominator, 0) AS group_rate,
+    r.numerator AS reference_numerator, r.denominator AS reference_denominator,
+    r.value AS reference_rate
+FROM groups AS g
+JOIN metric_catalogue AS m ON m.id = g.base_metric_id
+JOIN int_metric_cells AS r
+    ON r.metric_id = g.base_metric_id AND r.period = g.period AND r.la_code = g.la_code
+    AND r.cohort = g.cohort AND r.cohort_value = g.reference;
+
+INSERT INTO int_metric_cells BY NAME
+SELECT
+    metric_id, period, la_code, cohort, cohort_value,
+    group_rate AS numerator, reference_rate AS denominator,
+    group_rate / nullif(reference_rate, 0) AS value
+FROM int_ratio_parts;
 
 CREATE TABLE metric_values AS
 SELECT

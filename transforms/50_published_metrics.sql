@@ -38,7 +38,8 @@ WITH cells AS (
     FROM metric_values AS v
     JOIN metric_catalogue AS m ON m.id = v.metric_id
 ),
--- Proportions and rates whose numerator and denominator are counts of education records.
+-- Proportions and rates whose numerator and denominator are counts of education records
+-- (for overall absence, counts of sessions).
 dfe_proportions AS (
     SELECT
         metric_id, period, la_code, cohort, cohort_value,
@@ -47,7 +48,18 @@ dfe_proportions AS (
         dfe_rate(numerator, denominator, value, decimals) AS published_value,
         unit, disclosure_rule
     FROM cells
-    WHERE disclosure_rule = 'dfe' AND statistic = 'proportion'
+    WHERE disclosure_rule = 'dfe' AND statistic IN ('proportion', 'rate')
+),
+-- Medians of education records: the number measured is a count; 1-4 suppress the median.
+dfe_medians AS (
+    SELECT
+        metric_id, period, la_code, cohort, cohort_value,
+        CAST(NULL AS VARCHAR) AS published_numerator,
+        dfe_count(denominator) AS published_denominator,
+        dfe_rate(NULL, denominator, value, decimals) AS published_value,
+        unit, disclosure_rule
+    FROM cells
+    WHERE disclosure_rule = 'dfe' AND statistic = 'median'
 ),
 -- Percentages of counts drawing on health data: computed from the rounded counts.
 nhs_proportions AS (
@@ -77,21 +89,21 @@ nhs_medians AS (
     FROM cells
     WHERE disclosure_rule = 'nhs' AND statistic = 'median'
 ),
--- The suspension ratio: its numerator and denominator are the SEN group's and the no-SEN
--- group's suspension rates, each published under the dfe rule from its own counts; the ratio
--- is suppressed when either rate is.
+-- Ratios (e.g. suspension_ratio_to_no_sen): numerator and denominator are the group's and the
+-- reference group's rates (int_ratio_parts, 40_metric_values.sql), each published under the
+-- dfe rule from its own counts with the decimals of the rate's metric; the ratio is suppressed
+-- when either rate is.
 ratio_parts AS (
     SELECT
         c.*,
-        dfe_rate(g.suspensions, g.pupils, g.rate_per_100, r.decimals) AS published_numerator,
-        dfe_rate(n.suspensions, n.pupils, n.rate_per_100, r.decimals) AS published_denominator
+        dfe_rate(p.group_numerator, p.group_denominator, p.group_rate, b.decimals)
+            AS published_numerator,
+        dfe_rate(p.reference_numerator, p.reference_denominator, p.reference_rate, b.decimals)
+            AS published_denominator
     FROM cells AS c
-    JOIN int_suspension_cells AS g
-        ON g.period = c.period AND g.la_code = c.la_code AND g.cohort_value = c.cohort_value
-    JOIN int_suspension_cells AS n
-        ON n.period = c.period AND n.la_code = c.la_code AND n.cohort_value = 'N'
-    JOIN metric_catalogue AS r ON r.id = 'suspension_rate'
-    WHERE c.metric_id = 'suspension_ratio_to_no_sen'
+    JOIN int_ratio_parts AS p USING (metric_id, period, la_code, cohort, cohort_value)
+    JOIN metric_catalogue AS b ON b.id = p.base_metric_id
+    WHERE c.statistic = 'ratio' AND c.disclosure_rule = 'dfe'
 ),
 dfe_ratios AS (
     SELECT
@@ -108,6 +120,7 @@ published AS (
     SELECT * FROM dfe_proportions
     UNION ALL SELECT * FROM nhs_proportions
     UNION ALL SELECT * FROM nhs_medians
+    UNION ALL SELECT * FROM dfe_medians
     UNION ALL SELECT * FROM dfe_ratios
 )
 SELECT

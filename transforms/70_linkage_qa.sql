@@ -19,8 +19,8 @@
 -- A record counts in every period in which one of its agency's extracts holds it, in the area
 -- of its child in that period (dim_child_period, the area the metrics use). Its groups come from
 -- its child: ethnicity_group and sex from dim_child, age band from dim_child_period's age at
--- 31 August. No metric table breaks down by age yet, so the bands are those of the DfE's
--- EHC plan statistics: under 5, 5-10, 11-15, 16-19, 20 and over.
+-- 31 August, banded as the metrics band it (age_band of 20_dim_child.sql: the DfE's EHC plan
+-- statistics' bands under 5, 5-10, 11-15, 16-19, 20 and over).
 --
 -- Tables:
 --   linkage_qa (RESTRICTED, raw counts, like metric_values and linkage_quality): per agency
@@ -71,14 +71,6 @@ SELECT error('record_linkage holds ' || count(*) || ' record(s) outside the chil
 FROM src_record_linkage AS r
 ANTI JOIN src_spine AS s ON s.agency = r.agency AND s.person_token = r.person_token
 HAVING count(*) > 0;
-
-CREATE OR REPLACE TEMP MACRO age_band(age) AS
-    CASE WHEN age IS NULL THEN 'unknown'
-         WHEN age < 5 THEN 'under 5'
-         WHEN age <= 10 THEN '5-10'
-         WHEN age <= 15 THEN '11-15'
-         WHEN age <= 19 THEN '16-19'
-         ELSE '20 and over' END;
 
 -- The periods each agency record is held in.
 CREATE TEMP TABLE int_record_periods AS
