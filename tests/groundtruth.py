@@ -97,6 +97,145 @@ def with_all(frame: pd.DataFrame, by: str, cohort: str, values: dict) -> pd.Data
     return pd.concat([per, total], ignore_index=True).rename(columns={by: cohort})
 
 
+EDUCATION_DIMENSIONS = ("sen_status", "primary_need", "age_band", "sex", "ethnicity_group", "fsm")
+AGE_BANDS = ((4, "under 5"), (10, "5-10"), (15, "11-15"), (19, "16-19"), (200, "20 and over"))
+
+
+def age_band(dob: pd.Series, period: Period) -> pd.Series:
+    """Band of the age on the 31 August before the period; 'unknown' without a date of birth."""
+    born = pd.to_datetime(dob)
+    age = period.start.year - born.dt.year - (born.dt.month > 8).astype(int)
+    bands = pd.Series("unknown", index=dob.index, dtype=object)
+    for upper, label in reversed(AGE_BANDS):
+        bands[age.notna() & (age <= upper)] = label
+    return bands
+
+
+def latest_sen2_need(truth: Truth) -> pd.Series:
+    """Per true child, the primary need on its latest SEN2 request of the period with one."""
+    sen2 = truth.extract("education_sen2").dropna(subset=["primary_need"])
+    sen2 = sen2.merge(true_ids(truth, "education"), on="local_id")
+    return sen2.sort_values("received_date").groupby("true_id").primary_need.last()
+
+
+def true_ids(truth: Truth, agency: str) -> pd.DataFrame:
+    return truth.records[truth.records.agency == agency][["local_id", "true_id"]]
+
+
+def census_cohorts(truth: Truth) -> pd.DataFrame:
+    """Census records with each cohort attribute taken from the record itself: SEN status,
+    primary need (census, else the child's SEN2 need, else 'none' for no SEN, else 'unknown'),
+    age band, sex, ethnicity group and FSM eligibility."""
+    census = census_pupils(truth).merge(true_ids(truth, "education"), on="local_id")
+    groups = code_lists()["ethnicity_group"]
+    sen2_need = census.true_id.map(latest_sen2_need(truth))
+    need = census.primary_need.fillna(sen2_need)
+    need = need.fillna(census.sen_provision.map({"N": "none"})).fillna("unknown")
+    fsm = census.fsm_eligible.map({"true": "eligible", "false": "not eligible"})
+    return census.assign(
+        sen_status=census.sen_provision,
+        primary_need=need,
+        age_band=age_band(census.dob, truth.period),
+        sex=census.sex.fillna("U"),
+        ethnicity_group=census.ethnicity.map(groups).fillna("Unknown"),
+        fsm=fsm.fillna("unknown"),
+    )
+
+
+def by_dimensions(
+    frame: pd.DataFrame, values: dict, dimensions: Sequence[str] = EDUCATION_DIMENSIONS
+) -> pd.DataFrame:
+    """with_all for each dimension, stacked with a `cohort` column naming it."""
+    return pd.concat(
+        [with_all(frame, d, "cohort_value", values).assign(cohort=d) for d in dimensions],
+        ignore_index=True,
+    )
+
+
+def overall_absence(truth: Truth) -> pd.DataFrame:
+    """Sessions missed over sessions possible of census records with sessions possible."""
+    census = census_cohorts(truth)
+    census = census[census.sessions_possible > 0]
+    census = census.assign(missed=census.sessions_authorised + census.sessions_unauthorised)
+    return by_dimensions(
+        census, {"numerator": ("missed", "sum"), "denominator": ("sessions_possible", "sum")}
+    )
+
+
+def persistent_absence_by_cohort(truth: Truth) -> pd.DataFrame:
+    census = census_cohorts(truth)
+    census = census[census.sessions_possible > 0]
+    missed = census.sessions_authorised + census.sessions_unauthorised
+    census = census.assign(persistent=(missed / census.sessions_possible) >= 0.10)
+    return by_dimensions(
+        census, {"numerator": ("persistent", "sum"), "denominator": ("persistent", "count")}
+    )
+
+
+def exclusion_rate(truth: Truth, category: str) -> pd.DataFrame:
+    """Exclusions of a category starting in the period per census pupil, by cohort."""
+    census = census_cohorts(truth)
+    exclusions = truth.extract("education_exclusions")
+    chosen = exclusions[
+        (exclusions.category == category) & in_period(exclusions.start_date, truth.period)
+    ]
+    counts = chosen.groupby("local_id").size().rename("events")
+    census = census.merge(counts, left_on="local_id", right_index=True, how="left")
+    census["events"] = census.events.fillna(0)
+    return by_dimensions(
+        census, {"numerator": ("events", "sum"), "denominator": ("local_id", "count")}
+    )
+
+
+def ratio_to_no_sen(rates: pd.DataFrame) -> pd.DataFrame:
+    """The K, E and K+E rates per 100 over the N rate, per area (from exclusion_rate rows)."""
+    rates = rates[rates.cohort == "sen_status"].set_index(["la_code", "cohort_value"])
+    rows = []
+    for la_code in rates.index.get_level_values(0).unique():
+        area = rates.loc[la_code]
+        none = rate(*area.loc["N", ["numerator", "denominator"]])
+        for group, members in (("K", ["K"]), ("E", ["E"]), ("SEN", ["K", "E"])):
+            present = area.loc[area.index.intersection(members)]
+            group_rate = rate(present.numerator.sum(), present.denominator.sum())
+            value = None if group_rate is None or not none else group_rate / none
+            rows.append(
+                {
+                    "la_code": la_code,
+                    "cohort_value": group,
+                    "group_rate": group_rate,
+                    "reference_rate": none,
+                    "value": value,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def latest_plans(truth: Truth) -> pd.DataFrame:
+    """New EHC plans issued in the period, with weeks from request and exception flag."""
+    sen2 = truth.extract("education_sen2")
+    plans = sen2[sen2.plan_start_date.notna() & in_period(sen2.plan_start_date, truth.period)]
+    days = (pd.to_datetime(plans.plan_start_date) - pd.to_datetime(plans.received_date)).dt.days
+    return plans.assign(days=days, weeks=days / 7, exception=plans.week20_exception == "true")
+
+
+def ehcp_within_20_weeks_excluding_exceptions(truth: Truth) -> pd.DataFrame:
+    plans = latest_plans(truth)
+    plans = plans[~plans.exception].assign(within=lambda p: p.days <= TWENTY_WEEKS_DAYS)
+    out = plans.groupby("la_code").within.agg(numerator="sum", denominator="count").reset_index()
+    return out.assign(cohort_value="all")
+
+
+def requests_agreed_to_assess(truth: Truth) -> pd.DataFrame:
+    """Requests received in the period and decided (A or N): the share agreed, by area."""
+    sen2 = truth.extract("education_sen2")
+    decided = sen2[
+        sen2.request_outcome.isin(["A", "N"]) & in_period(sen2.received_date, truth.period)
+    ]
+    decided = decided.assign(agreed=decided.request_outcome == "A")
+    out = decided.groupby("la_code").agreed.agg(numerator="sum", denominator="count")
+    return out.reset_index().assign(cohort_value="all")
+
+
 def persistent_absence(truth: Truth) -> pd.DataFrame:
     census = census_pupils(truth)
     census = census[census.sessions_possible > 0]

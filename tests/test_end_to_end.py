@@ -66,9 +66,27 @@ def misassigned(run) -> pd.DataFrame:
     return gt.misassigned_records(spine, truth)
 
 
-def published(metrics: pd.DataFrame, metric_id: str) -> pd.DataFrame:
-    rows = metrics[(metrics.metric_id == metric_id) & (metrics.period == PERIOD)]
+def published(metrics: pd.DataFrame, metric_id: str, cohort: str = "sen_status") -> pd.DataFrame:
+    rows = metrics[
+        (metrics.metric_id == metric_id) & (metrics.period == PERIOD) & (metrics.cohort == cohort)
+    ]
     return rows.set_index(["la_code", "cohort_value"])
+
+
+def assert_cells_equal(actual: pd.DataFrame, expected: pd.DataFrame, per: float = 100.0) -> None:
+    """Every expected cell's numerator, denominator and value (per * numerator / denominator)
+    equal the warehouse's; when the expected cells break 'all' down, every other cell of the
+    warehouse is empty."""
+    expected = expected.set_index(["la_code", "cohort_value"])
+    assert set(expected.index) <= set(actual.index)
+    for cell, row in expected.iterrows():
+        assert actual.loc[cell, "numerator"] == pytest.approx(row.numerator), cell
+        assert actual.loc[cell, "denominator"] == pytest.approx(row.denominator), cell
+        value = gt.rate(row.numerator, row.denominator, per)
+        assert actual.loc[cell, "value"] == pytest.approx(value), cell
+    if (expected.index.get_level_values(1) != "all").any():
+        others = actual.loc[actual.index.difference(expected.index)]
+        assert (others.numerator == 0).all() and (others.denominator == 0).all()
 
 
 def test_warehouse_holds_the_star_schema_metrics_and_manifest(run):
@@ -118,6 +136,11 @@ def test_linkage_precision_and_recall_for_every_agency_pair(run):
     ("metric_id", "compute"),
     [
         ("ehcp_issued_within_20_weeks", gt.ehcp_within_20_weeks),
+        (
+            "ehcp_issued_within_20_weeks_excluding_exceptions",
+            gt.ehcp_within_20_weeks_excluding_exceptions,
+        ),
+        ("ehcp_requests_agreed_to_assess", gt.requests_agreed_to_assess),
         ("persistent_absence", gt.persistent_absence),
         ("suspension_rate", gt.suspension_rate),
     ],
@@ -125,13 +148,66 @@ def test_linkage_precision_and_recall_for_every_agency_pair(run):
 def test_education_metrics_equal_the_ground_truth(metric_id, compute, metrics, run):
     """Education-only metrics need no cross-agency linkage, so they must match exactly."""
     _, _, truth = run
-    expected = compute(truth).set_index(["la_code", "cohort_value"])
+    expected = compute(truth)
     actual = published(metrics, metric_id)
-    assert set(actual.index) == set(expected.index)
-    for cell, row in expected.iterrows():
-        assert actual.loc[cell, "numerator"] == pytest.approx(row.numerator), cell
-        assert actual.loc[cell, "denominator"] == pytest.approx(row.denominator), cell
-        assert actual.loc[cell, "value"] == pytest.approx(gt.rate(row.numerator, row.denominator))
+    assert_cells_equal(actual, expected)
+    assert len(expected) >= 3 and expected.denominator.sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("metric_id", "compute"),
+    [
+        ("persistent_absence", gt.persistent_absence_by_cohort),
+        ("overall_absence", gt.overall_absence),
+        ("suspension_rate", lambda truth: gt.exclusion_rate(truth, "SUSP")),
+        ("permanent_exclusion_rate", lambda truth: gt.exclusion_rate(truth, "PERM")),
+    ],
+)
+def test_education_metrics_by_every_cohort_equal_the_ground_truth(metric_id, compute, metrics, run):
+    """Census-based measures by SEN status, primary need, age band, sex, ethnicity group and
+    FSM, each attribute taken from the pupil's census record, equal the truth exactly."""
+    _, _, truth = run
+    expected = compute(truth)
+    for cohort, frame in expected.groupby("cohort"):
+        assert_cells_equal(published(metrics, metric_id, cohort), frame)
+    assert set(expected.cohort) == set(gt.EDUCATION_DIMENSIONS)
+
+
+@pytest.mark.parametrize(
+    ("metric_id", "category"),
+    [("suspension_ratio_to_no_sen", "SUSP"), ("permanent_exclusion_ratio_to_no_sen", "PERM")],
+)
+def test_exclusion_ratios_to_no_sen_equal_the_ground_truth(metric_id, category, metrics, run):
+    """K, E and K+E rates over the no-SEN rate, per area."""
+    _, _, truth = run
+    expected = gt.ratio_to_no_sen(gt.exclusion_rate(truth, category))
+    actual = published(metrics, metric_id)
+    assert set(actual.index) == set(zip(expected.la_code, expected.cohort_value, strict=True))
+    for row in expected.itertuples():
+        cell = actual.loc[(row.la_code, row.cohort_value)]
+        for column, value in (
+            ("numerator", row.group_rate),
+            ("denominator", row.reference_rate),
+            ("value", row.value),
+        ):
+            if value is None:
+                assert pd.isna(cell[column]), (row, column)
+            else:
+                assert cell[column] == pytest.approx(value), (row, column)
+
+
+def test_weeks_from_request_to_plan_median_equals_the_ground_truth(metrics, run):
+    """Median weeks from request to plan, per area, overall and by the plan's primary need."""
+    _, _, truth = run
+    plans = gt.latest_plans(truth)
+    overall = published(metrics, "ehcp_weeks_request_to_plan_median")
+    by_need = published(metrics, "ehcp_weeks_request_to_plan_median", "primary_need")
+    for la_code, group in plans.groupby("la_code"):
+        assert overall.loc[(la_code, "all"), "value"] == pytest.approx(group.weeks.median())
+        assert overall.loc[(la_code, "all"), "denominator"] == len(group)
+        for need, of_need in group.groupby(group.primary_need.fillna("unknown")):
+            assert by_need.loc[(la_code, need), "value"] == pytest.approx(of_need.weeks.median())
+    assert len(plans) > 0
 
 
 def test_children_known_to_k_services_equal_the_ground_truth(metrics, run, misassigned):
