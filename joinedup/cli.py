@@ -86,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command(name, handler, text).add_argument("--period", required=True)
 
+    dictionary = command(
+        "dictionary",
+        run_dictionary,
+        "Write the Markdown data dictionary from transforms/dictionary.json and the catalogue.",
+    )
+    dictionary.add_argument(
+        "--out", type=Path, default=Path("docs/data_dictionary.md"), help="Markdown file to write"
+    )
+
     review = command(
         "review",
         run_review,
@@ -226,6 +235,13 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
     from joinedup.pipeline import report_step
 
     print("\n".join(report_step(args.period, settings)))
+    return 0
+
+
+def run_dictionary(args: argparse.Namespace, settings: Settings) -> int:
+    from joinedup.dictionary import write_markdown
+
+    print(write_markdown(args.out, settings.transforms_dir))
     return 0
 
 

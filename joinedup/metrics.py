@@ -25,6 +25,13 @@ import pyarrow.parquet as pq
 
 from joinedup import __version__
 from joinedup.contracts import Period, code_lists, contract, contracts
+from joinedup.dictionary import (
+    DESCRIPTIONS_SCHEMA,
+    DICTIONARY_FILE,
+    apply_comments,
+    description_rows,
+    read_dictionary,
+)
 from joinedup.ingest import DELIVERY_FIELDS, QUARANTINE_SCHEMA
 from joinedup.settings import AGENCIES, Settings
 
@@ -75,6 +82,16 @@ PUBLISHED_TABLES: frozenset[str] = frozenset(
         "metric_values",
         "published_metrics",
         "manifest",
+        "data_dictionary",
+    }
+)
+
+# Views of a complete warehouse (transforms/80_views.sql); publish refuses a build without them.
+PUBLISHED_VIEWS: frozenset[str] = frozenset(
+    {
+        "v_metric_trend",
+        "v_children_known_to_several_services",
+        "v_published_metrics_by_sen_status",
     }
 )
 
@@ -225,6 +242,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("periods", pa.list_(pa.string())),
         ("table_rows", pa.map_(pa.string(), pa.int64())),
         ("joinedup_version", pa.string()),
+        ("published_at", pa.timestamp("us", tz="UTC")),  # set by joinedup.publish
     ]
 )
 
@@ -282,6 +300,7 @@ def build_warehouse(
             load_linkage_outputs(con, record_linkage, truth_pairs)
             load_data_quality(con, sources, delivery_records)
             run_transforms(con, settings.transforms_dir)
+            apply_comments(con)
             write_manifest(con, run_id, source_periods(sources))
             counts = table_row_counts(con)
             con.execute("CHECKPOINT")
@@ -320,7 +339,9 @@ def load_reference_tables(
     linkage_quality: list[dict] | pd.DataFrame | None,
     transforms_dir: Path,
 ) -> None:
-    """Load the small tables the transforms read and the warehouse keeps."""
+    """Load the small tables the transforms read and the warehouse keeps, the empty manifest
+    (filled by write_manifest once the transforms ran; created first so that the data dictionary
+    describes it) and the table descriptions (TEMP src_dictionary)."""
     load_table(con, "ref_period", period_rows(source_periods(sources)), REF_PERIOD_SCHEMA)
     load_arrow(
         con,
@@ -342,6 +363,14 @@ def load_reference_tables(
     if isinstance(linkage_quality, pd.DataFrame):
         linkage_quality = linkage_quality.to_dict("records")
     load_table(con, "linkage_quality", list(linkage_quality or []), LINKAGE_QUALITY_SCHEMA)
+    load_table(con, "manifest", [], MANIFEST_SCHEMA)
+    dictionary = read_dictionary(transforms_dir / DICTIONARY_FILE)
+    load_arrow(
+        con,
+        "src_dictionary",
+        pa.Table.from_pylist(description_rows(dictionary), schema=DESCRIPTIONS_SCHEMA),
+        temp=True,
+    )
 
 
 def load_data_quality(
@@ -650,7 +679,8 @@ def table_row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def write_manifest(con: duckdb.DuckDBPyConnection, run_id: str, periods: list[str]) -> None:
-    """Record what this build is: run id, periods, row counts of every table, build time."""
+    """Record what this build is in the (empty) manifest table: run id, periods, row counts of
+    every table, build time; published_at stays NULL until joinedup.publish sets it."""
     counts = table_row_counts(con)
     counts["manifest"] = 1
     row = {
@@ -659,8 +689,14 @@ def write_manifest(con: duckdb.DuckDBPyConnection, run_id: str, periods: list[st
         "periods": periods,
         "table_rows": list(counts.items()),
         "joinedup_version": __version__,
+        "published_at": None,
     }
-    load_table(con, "manifest", [row], MANIFEST_SCHEMA)
+    view = "_arrow_manifest_row"
+    con.register(view, pa.Table.from_pylist([row], schema=MANIFEST_SCHEMA))
+    try:
+        con.execute(f"INSERT INTO manifest SELECT * FROM {view}")
+    finally:
+        con.unregister(view)
 
 
 def database_files(db_path: Path) -> list[Path]:

@@ -4,6 +4,11 @@ Analysts and the report open the published file read-only with `open_warehouse`.
 made in a separate file by `joinedup.metrics.build_warehouse`; only a complete, checked build
 replaces the published file (one `os.replace`), so readers see the old or the new warehouse,
 never a half-written one, and a failed build leaves the published file untouched.
+
+Every file publish writes arrives under its final name by a rename: the published warehouse,
+and a kept version when it has to be copied (no hard links). A publish killed at any moment
+leaves the previous warehouse whole and at most a temporary file (a dot-name ending in
+`.partial-<hex>`), which no reader takes for a version and the next publish removes.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from typing import Any
 
 import duckdb
 
-from joinedup.metrics import PUBLISHED_TABLES, database_files
+from joinedup.metrics import PUBLISHED_TABLES, PUBLISHED_VIEWS, database_files
 
 VERSIONS_DIR = "versions"
+PARTIAL_MARK = ".partial-"  # in the name of a file being copied, before its rename
 IDENTITY_COLUMN_SUFFIXES = ("_token", "_tokens", "_bloom")
 SOURCE_TABLE_PREFIXES = ("src_", "stg_", "int_")
 
@@ -50,6 +56,8 @@ def publish(build_path: Path, warehouse_path: Path, keep: int = 3) -> Path:
     check_build(build_path)
     warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     versions = warehouse_path.parent / VERSIONS_DIR
+    remove_partial_files(warehouse_path.parent, versions)
+    stamp_published_at(build_path)
     if keep and warehouse_path.exists():
         keep_version(warehouse_path, versions)
     move_into_place(build_path, warehouse_path)
@@ -73,6 +81,13 @@ def check_build(build_path: Path) -> dict[str, Any]:
                     "WHERE database_name = current_database()"
                 ).fetchall()
             }
+            views = {
+                name
+                for (name,) in con.execute(
+                    "SELECT view_name FROM duckdb_views() "
+                    "WHERE database_name = current_database() AND NOT internal"
+                ).fetchall()
+            }
             columns = con.execute(
                 "SELECT table_name, column_name FROM duckdb_columns() "
                 "WHERE database_name = current_database()"
@@ -85,9 +100,9 @@ def check_build(build_path: Path) -> dict[str, Any]:
         raise InvalidBuildError(
             f"{build_path} does not open as a DuckDB warehouse: {error}"
         ) from error
-    missing = sorted(PUBLISHED_TABLES - tables)
+    missing = sorted((PUBLISHED_TABLES | PUBLISHED_VIEWS) - tables - views)
     if missing:
-        raise InvalidBuildError(f"{build_path} lacks table(s) {missing}")
+        raise InvalidBuildError(f"{build_path} lacks table(s) or view(s) {missing}")
     sources = sorted(t for t in tables if t.startswith(SOURCE_TABLE_PREFIXES))
     if sources:
         raise InvalidBuildError(f"{build_path} still holds build table(s) {sources}")
@@ -99,8 +114,18 @@ def check_build(build_path: Path) -> dict[str, Any]:
     return dict(zip(manifest_columns, manifests[0], strict=True))
 
 
+def stamp_published_at(build_path: Path) -> datetime:
+    """Record the time of publishing in the build's manifest (before it is swapped in)."""
+    published_at = datetime.now(UTC)
+    with duckdb.connect(str(build_path)) as con:
+        con.execute("UPDATE manifest SET published_at = ?", [published_at])
+        con.execute("CHECKPOINT")
+    return published_at
+
+
 def keep_version(warehouse_path: Path, versions: Path) -> Path:
-    """Keep the current warehouse as a version (a hard link where possible, else a copy)."""
+    """Keep the current warehouse as a version (a hard link where possible, else a copy made
+    under a temporary name and renamed, so a half-copied file never bears a version's name)."""
     versions.mkdir(parents=True, exist_ok=True)
     target = versions / version_name(warehouse_path)
     if target.exists():
@@ -108,8 +133,34 @@ def keep_version(warehouse_path: Path, versions: Path) -> Path:
     try:
         os.link(warehouse_path, target)
     except OSError:
-        shutil.copy2(warehouse_path, target)
+        copy_then_rename(warehouse_path, target)
+    sync_directory(versions)
     return target
+
+
+def partial_name(target: Path) -> Path:
+    """Where a copy to target is written before its rename: a hidden name in target's folder."""
+    return target.with_name(f".{target.name}{PARTIAL_MARK}{uuid.uuid4().hex}")
+
+
+def copy_then_rename(source: Path, target: Path) -> None:
+    """Copy source to target atomically: to a temporary name, flushed to disk, then renamed."""
+    partial = partial_name(target)
+    try:
+        shutil.copy2(source, partial)
+        with open(partial, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def remove_partial_files(*folders: Path) -> list[Path]:
+    """Delete the temporary copies an interrupted publish left behind; returns them."""
+    found = [p for folder in folders if folder.is_dir() for p in folder.glob(f".*{PARTIAL_MARK}*")]
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
 
 
 def version_name(warehouse_path: Path) -> str:
@@ -133,14 +184,7 @@ def move_into_place(source: Path, target: Path) -> None:
     except OSError as error:
         if error.errno != errno.EXDEV:
             raise
-        incoming = target.with_name(f".{target.name}.incoming-{uuid.uuid4().hex}")
-        try:
-            shutil.copy2(source, incoming)
-            with open(incoming, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(incoming, target)
-        finally:
-            incoming.unlink(missing_ok=True)
+        copy_then_rename(source, target)
         source.unlink()
     sync_directory(target.parent)
 

@@ -183,8 +183,6 @@ CROSS JOIN truth
 GROUP BY agency_pair, agency, other_agency, la_code, period, g.group_type, g.group_value
 ORDER BY period, la_code, agency_pair, agency, group_type, group_value;
 
-COMMENT ON TABLE linkage_qa IS
-    'RESTRICTED (raw small counts): linkage QA for data engineers; see transforms/70_linkage_qa.sql. Publish published_linkage_qa instead.';
 
 CREATE OR REPLACE TEMP MACRO qa_percent(x) AS fmt_number(100 * x, 2);
 -- A share whose counts are n (numerator) and d (denominator): '*' when either is 1-7.
@@ -217,8 +215,6 @@ SELECT
 FROM linkage_qa
 ORDER BY period, la_code, agency_pair, agency, group_type, group_value;
 
-COMMENT ON TABLE published_linkage_qa IS
-    'linkage_qa under the NHS disclosure rule (counts 1-7 as *, others rounded to 5; shares in percent); see transforms/70_linkage_qa.sql.';
 
 CREATE TABLE linkage_weight_distribution AS
 WITH links AS (
@@ -253,8 +249,6 @@ JOIN dim_child_period AS d ON d.child_id = k.child_id AND d.period = lp.period
 GROUP BY ALL
 ORDER BY period, la_code, agency_pair, weight_from;
 
-COMMENT ON TABLE linkage_weight_distribution IS
-    'RESTRICTED (raw small counts): links per 2-bit match-weight bin, by how they were decided; see transforms/70_linkage_qa.sql.';
 
 DROP TABLE int_linkage_qa_records;
 DROP TABLE int_true_ends;

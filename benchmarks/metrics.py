@@ -1,0 +1,436 @@
+"""Benchmark: build the whole warehouse (every metric) for a population of ~1M children known to
+services, and the same metrics computed by the independent pandas reference.
+
+The input is joinedup's own synthetic population (`joinedup.synth.generate`, no bad rows) at
+`--scale` (1.0 = 22,000 children and young people aged 0-25; at the default 84 about 1M of
+them are known to at least one agency), pseudonymised at source with joinedup's own code
+(`pseudonymise_tree`, a random key drawn for the work directory) and typed by
+`joinedup.ingest.ingest_file`, exactly as the pipeline stores it. The child spine is the
+synthetic truth (each record's true child), since this measures the metrics, not the linkage;
+there are no links, so the linkage QA tables are empty. All of this is made once and cached
+under `--work`.
+
+Then, each in a fresh process (so each peak RSS is its own):
+
+- `build`: `joinedup.metrics.build_warehouse` from the stored extracts and the spine: every
+  transform (staging, dim_child, facts, all metrics, disclosure control, data quality, linkage
+  QA, views, data dictionary) and the manifest, written to a new DuckDB file;
+- `reference`: `tests/groundtruth.py`, the independent pandas computation from the raw
+  extracts and the truth, for the metrics it covers (EHC plans within 20 weeks, persistent
+  absence, suspension rate, known to 1/2/3 services, median referral wait), from reading the
+  raw CSVs to the metric cells.
+
+The warehouse's cells are then compared with the reference's.
+
+    .venv/bin/python benchmarks/metrics.py --scale 84 --work /tmp/joinedup-metrics \\
+        --results benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import secrets
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+BENCHMARKS = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCHMARKS))
+sys.path.insert(0, str(BENCHMARKS.parent))
+
+from ingest_validate import peak_rss_mib, reset_peak_rss, rss_mib  # noqa: E402
+from results import replace_section, section_header  # noqa: E402
+
+from joinedup.contracts import contract  # noqa: E402
+from joinedup.settings import Settings  # noqa: E402
+
+PERIOD = "2024-25"
+SEED = 20241
+DEFAULT_SCALE = 84.0
+MAX_PART_SCALE = 20.0
+TARGET_SECONDS = 60.0
+RESULTS_HEADING = "# Metrics: the whole warehouse build for ~1M children"
+PREPARED = "prepared.json"
+SPINE_COLUMNS = ("agency", "person_token", "child_id")
+LINK_SCHEMA = pa.schema(
+    [
+        ("agency_l", pa.string()),
+        ("person_token_l", pa.string()),
+        ("agency_r", pa.string()),
+        ("person_token_r", pa.string()),
+        ("match_weight", pa.float64()),
+        ("match_probability", pa.float64()),
+        ("agreement", pa.string()),
+        ("decided_by", pa.string()),
+    ]
+)
+COMPARED = (  # metric ids -> the reference function of tests/groundtruth.py
+    ("ehcp_issued_within_20_weeks", "ehcp_within_20_weeks"),
+    ("persistent_absence", "persistent_absence"),
+    ("suspension_rate", "suspension_rate"),
+)
+
+
+# --- the inputs (made once per work directory) --------------------------------------------
+
+
+def data_settings(folder: Path) -> Settings:
+    """Settings whose data directory is the benchmark's own."""
+    return replace(Settings(), data_dir=folder / "data")
+
+
+def parts_of(scale: float) -> int:
+    """How many synthetic populations make up `scale`: `generate` holds at most MAX_PART_SCALE
+    (its areas' postcode districts run out above it)."""
+    return math.ceil(scale / MAX_PART_SCALE)
+
+
+def part_la_code(la_code: str, part: int) -> str:
+    """The area's code in population `part`: E09000099 -> E09000199 for part 1 (part 0 keeps
+    the synthetic code), so the populations are distinct areas."""
+    return f"{la_code[:-3]}{part}{la_code[-2:]}"
+
+
+def prepare(folder: Path, scale: float, seed: int) -> dict[str, Any]:
+    """Synthesise, pseudonymise, type and store the extracts of `parts_of(scale)` populations
+    (seeds seed, seed + 1, ...; each with its own key and areas) and write one spine, unless an
+    earlier run already did (prepared.json); returns what was made and how long it took."""
+    marker = folder / PREPARED
+    if marker.exists():
+        return json.loads(marker.read_text())
+    parts = parts_of(scale)
+    seconds = {"synth": 0.0, "pseudonymise": 0.0, "ingest": 0.0}
+    population, rows, sources, spines = 0, 0, [], []
+    for part in range(parts):
+        made = prepare_part(folder / f"part-{part}", part, scale / parts, seed + part)
+        population += made["population"]
+        rows += made["rows"]
+        sources += made["sources"]
+        spines.append(folder / f"part-{part}" / "spine.parquet")
+        for step, spent in made["seconds"].items():
+            seconds[step] += spent
+    pq.write_table(pa.concat_tables([pq.read_table(p) for p in spines]), folder / "spine.parquet")
+    pq.write_table(LINK_SCHEMA.empty_table(), folder / "links.parquet")
+    prepared = {
+        "scale": scale,
+        "seed": seed,
+        "parts": parts,
+        "population": population,
+        "rows": rows,
+        "sources": sources,
+        "seconds": seconds,
+    }
+    marker.write_text(json.dumps(prepared, indent=1))
+    return prepared
+
+
+def prepare_part(folder: Path, part: int, scale: float, seed: int) -> dict[str, Any]:
+    """One synthetic population: raw extracts and truth, pseudonymised, typed and stored with
+    its areas relabelled for `part`, and its spine."""
+    from joinedup.pseudonymise import pseudonymise_tree
+    from joinedup.synth import generate
+
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = data_settings(folder)
+    key = secrets.token_hex(32).encode()
+    (folder / "key").write_bytes(key)
+    (folder / "key").chmod(0o600)
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    summary = generate(settings, period=PERIOD, seed=seed, scale=scale, bad_row_rate=0.0)
+    seconds["synth"] = time.perf_counter() - started
+    started = time.perf_counter()
+    pseudonymise_tree(settings.raw_dir, settings.landing_dir, key, "parquet")
+    seconds["pseudonymise"] = time.perf_counter() - started
+    started = time.perf_counter()
+    sources = store_extracts(settings, part)
+    seconds["ingest"] = time.perf_counter() - started
+    write_spine(settings, key, part, folder / "spine.parquet")
+    return {
+        "population": sum(summary.children.values()),
+        "rows": summary.total_rows,
+        "sources": sources,
+        "seconds": seconds,
+    }
+
+
+def store_extracts(settings: Settings, part: int) -> list[dict[str, str]]:
+    """Ingest every landed extract (typing its rows as the pipeline does) and keep its rows in
+    the store as the warehouse reads them, in the part's areas; returns the SourceFile fields
+    of each."""
+    from joinedup.ingest import INGESTED, ROW, LandedFile, ingest_file
+
+    sources = []
+    for path in sorted(settings.landing_dir.glob(f"*/{PERIOD}/*/*.parquet")):
+        agency, period, la_code = path.relative_to(settings.landing_dir).parts[:3]
+        landed = LandedFile(agency, period, la_code, path.stem, path)
+        delivery = ingest_file(landed, settings.store_dir)
+        if delivery.status != INGESTED or delivery.rows_received != pq.read_metadata(path).num_rows:
+            raise RuntimeError(f"{path}: ingest did not type every row: {delivery}")
+        schema = contract(path.stem).pseudonymised_schema()
+        rows = pq.read_table(delivery.typed_path).drop_columns([ROW]).cast(schema)
+        area = part_la_code(la_code, part)
+        index = rows.schema.get_field_index("la_code")
+        rows = rows.set_column(index, schema.field(index), pa.array([area] * rows.num_rows))
+        stored = Path(delivery.typed_path).with_name(f"{delivery.sha256}.parquet")
+        pq.write_table(rows, stored)
+        sources.append(
+            {
+                "extract": path.stem,
+                "path": str(stored),
+                "period": period,
+                "la_code": area,
+                "delivery_id": delivery.delivery_id,
+            }
+        )
+    return sources
+
+
+def write_spine(settings: Settings, key: bytes, part: int, target: Path) -> None:
+    """The child spine from the truth: each agency record's person token and its true child."""
+    from joinedup.pseudonymise import person_token
+
+    records = pd.read_parquet(settings.truth_dir / PERIOD / "records.parquet")
+    tokens = [
+        person_token(key, a, i) for a, i in zip(records.agency, records.local_id, strict=True)
+    ]
+    spine = pd.DataFrame(
+        {
+            "agency": records.agency,
+            "person_token": tokens,
+            "child_id": f"child-{part}-" + records.true_id.astype(str),
+        }
+    )
+    spine.to_parquet(target, index=False)
+
+
+# --- the stages (each in a fresh process) -------------------------------------------------
+
+
+def stage_build(folder: Path, db_path: Path) -> dict[str, Any]:
+    """Build the warehouse from the stored extracts and the spine."""
+    from joinedup.metrics import SourceFile, build_warehouse
+
+    prepared = json.loads((folder / PREPARED).read_text())
+    sources: dict[str, list[SourceFile]] = {}
+    for s in prepared["sources"]:
+        source = SourceFile(Path(s["path"]), s["period"], s["la_code"], s["delivery_id"])
+        sources.setdefault(s["extract"], []).append(source)
+    db_path.unlink(missing_ok=True)
+    baseline = rss_mib()
+    reset_peak_rss()
+    started = time.perf_counter()
+    counts = build_warehouse(
+        db_path,
+        sources,
+        folder / "spine.parquet",
+        folder / "links.parquet",
+        run_id="benchmark",
+        settings=data_settings(folder),
+    )
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "peak_mib": peak_rss_mib(),
+        "baseline_mib": baseline,
+        "counts": counts,
+        "file_mib": db_path.stat().st_size / 1024**2,
+    }
+
+
+def stage_reference(folder: Path, out: Path) -> dict[str, Any]:
+    """The reference metrics of every population from its raw extracts and truth, in the
+    populations' relabelled areas; cells written to `out`."""
+    from tests import groundtruth as gt
+
+    parts = json.loads((folder / PREPARED).read_text())["parts"]
+    baseline = rss_mib()
+    reset_peak_rss()
+    started = time.perf_counter()
+    loading, found = 0.0, []
+    for part in range(parts):
+        part_folder = folder / f"part-{part}"
+        loading -= time.perf_counter()
+        truth = gt.load_truth(
+            data_settings(part_folder), PERIOD, (part_folder / "key").read_bytes()
+        )
+        loading += time.perf_counter()
+        cells = reference_cells(gt, truth)
+        found.append(cells.assign(la_code=[part_la_code(c, part) for c in cells.la_code]))
+        del truth
+    seconds = time.perf_counter() - started
+    cells = pd.concat(found, ignore_index=True)
+    cells.to_parquet(out, index=False)
+    return {
+        "seconds": seconds,
+        "load_seconds": loading,
+        "peak_mib": peak_rss_mib(),
+        "baseline_mib": baseline,
+        "cells": len(cells),
+    }
+
+
+def reference_cells(gt: Any, truth: Any) -> pd.DataFrame:
+    """The reference's metric cells of one population (tests/groundtruth.py functions)."""
+    frames = [getattr(gt, function)(truth).assign(metric_id=m) for m, function in COMPARED]
+    frames.append(gt.known_to_services(truth))
+    frames.append(median_waits(gt.referral_waits(truth)))
+    cells = pd.concat(frames, ignore_index=True)
+    cells["value"] = [
+        v if m == MEDIAN else gt.rate(n, d)
+        for m, n, d, v in zip(
+            cells.metric_id, cells.numerator, cells.denominator, cells["value"], strict=True
+        )
+    ]
+    return cells[["metric_id", "la_code", "cohort_value", "numerator", "denominator", "value"]]
+
+
+MEDIAN = "referral_to_first_contact_weeks_median"
+
+
+def median_waits(waits: pd.DataFrame) -> pd.DataFrame:
+    """The median wait in weeks per area and SEN status, and per area ('all')."""
+    by_status = waits.groupby(["la_code", "sen_status"]).weeks.agg(["median", "count"])
+    by_area = waits.groupby("la_code").weeks.agg(["median", "count"])
+    by_area = by_area.assign(sen_status="all").set_index("sen_status", append=True)
+    both = pd.concat([by_status, by_area]).reset_index()
+    return pd.DataFrame(
+        {
+            "metric_id": MEDIAN,
+            "la_code": both.la_code,
+            "cohort_value": both.sen_status,
+            "numerator": float("nan"),
+            "denominator": both["count"],
+            "value": both["median"],
+        }
+    )
+
+
+def run_stage(*args: str) -> dict[str, Any]:
+    """Run one stage of this script in a fresh Python process; returns its JSON result."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--stage", *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        raise RuntimeError(f"stage {args[0]} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- comparison and report ------------------------------------------------------------------
+
+
+def compare(db_path: Path, reference: Path) -> dict[str, dict[str, int]]:
+    """Per metric: reference cells, and how many the warehouse has with equal numerator,
+    denominator and value (values within 1e-9)."""
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        built = con.execute(
+            "SELECT metric_id, la_code, cohort_value, numerator, denominator, value "
+            "FROM metric_values WHERE period = ? AND cohort = 'sen_status'",
+            [PERIOD],
+        ).df()
+    expected = pd.read_parquet(reference)
+    both = expected.merge(
+        built, on=["metric_id", "la_code", "cohort_value"], how="left", suffixes=("", "_built")
+    )
+    numerator = ((both.numerator - both.numerator_built).abs() < 1e-9) | both.numerator.isna()
+    denominator = (both.denominator - both.denominator_built).abs() < 1e-9
+    value = ((both.value - both.value_built).abs() < 1e-9) | (
+        both.value.isna() & both.value_built.isna()
+    )
+    same = numerator & denominator & value
+    both = both.assign(same=same)
+    return {
+        metric_id: {"cells": len(group), "equal": int(group.same.sum())}
+        for metric_id, group in both.groupby("metric_id")
+    }
+
+
+def results_lines(prepared: dict, build: dict, reference: dict, agreement: dict) -> list[str]:
+    """The figures as Markdown."""
+    counts = build["counts"]
+    children = counts["dim_child"]
+    ratio = build["seconds"] / reference["seconds"]
+    verdict = "within" if build["seconds"] < TARGET_SECONDS else "NOT within"
+    fact_rows = sum(n for table, n in counts.items() if table.startswith("fct_"))
+    lines = [
+        f"Input: {prepared['parts']} synthetic populations of scale "
+        f"{prepared['scale'] / prepared['parts']:g} each (seeds {prepared['seed']} to "
+        f"{prepared['seed'] + prepared['parts'] - 1}; `generate` holds at most scale "
+        f"{MAX_PART_SCALE:g}), their areas relabelled to {3 * prepared['parts']} distinct areas: "
+        f"{prepared['population']:,} children and young people aged 0-25, "
+        f"of whom **{children:,} are known to a service** (dim_child rows); "
+        f"{prepared['rows']:,} extract rows; {fact_rows:,} fact rows, "
+        f"{counts['metric_values']:,} metric cells. Spine = the synthetic truth (no linkage).",
+        "",
+        "| stage | seconds | peak RSS MiB (before) |",
+        "|---|---:|---:|",
+        f"| build_warehouse (all transforms, metrics, disclosure, dictionary, manifest) | "
+        f"{build['seconds']:,.1f} | {build['peak_mib']:,.0f} ({build['baseline_mib']:,.0f}) |",
+        f"| reference: tests/groundtruth.py (pandas), raw CSVs to metric cells | "
+        f"{reference['seconds']:,.1f} | {reference['peak_mib']:,.0f} "
+        f"({reference['baseline_mib']:,.0f}) |",
+        f"| of which reading the raw extracts and truth (`load_truth`) | "
+        f"{reference['load_seconds']:,.1f} | - |",
+        "",
+        f"Build {verdict} the {TARGET_SECONDS:.0f} s target; build / reference = {ratio:.2f}x "
+        f"(the build makes every table of the warehouse, the reference only the "
+        f"{len(agreement)} metrics it covers). Warehouse file {build['file_mib']:,.0f} MiB.",
+        "",
+        "Warehouse cells equal to the reference's (numerator, denominator, value): "
+        + "; ".join(f"{m} {a['equal']}/{a['cells']}" for m, a in sorted(agreement.items()))
+        + ".",
+        "",
+        "Inputs made once (cached in --work): "
+        + ", ".join(f"{k} {v:,.0f} s" for k, v in prepared["seconds"].items())
+        + ".",
+        "",
+    ]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=DEFAULT_SCALE)
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/joinedup-metrics"))
+    parser.add_argument("--results", type=Path, default=None, help="write RESULTS.md here")
+    parser.add_argument("--stage", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage:
+        name, folder, target = args.stage
+        stage = {"build": stage_build, "reference": stage_reference}[name]
+        print(json.dumps(stage(Path(folder), Path(target)), default=str))
+        return
+    folder = args.work / f"scale-{args.scale:g}-seed-{args.seed}"
+    started = time.perf_counter()
+    prepared = prepare(folder, args.scale, args.seed)
+    print(f"inputs ready in {time.perf_counter() - started:,.0f} s: {prepared['seconds']}")
+    db_path = folder / "warehouse.duckdb"
+    build = run_stage("build", str(folder), str(db_path))
+    print(f"build_warehouse: {build['seconds']:.1f} s, peak {build['peak_mib']:,.0f} MiB")
+    reference = run_stage("reference", str(folder), str(folder / "reference.parquet"))
+    print(f"reference: {reference['seconds']:.1f} s, peak {reference['peak_mib']:,.0f} MiB")
+    agreement = compare(db_path, folder / "reference.parquet")
+    lines = results_lines(prepared, build, reference, agreement)
+    print("\n".join(lines))
+    if args.results:
+        command = shlex.join([".venv/bin/python", "benchmarks/metrics.py", *sys.argv[1:]])
+        header = section_header(
+            RESULTS_HEADING, command, f"duckdb {duckdb.__version__}, pandas {pd.__version__}"
+        )
+        replace_section(args.results, RESULTS_HEADING, [*header, *lines])
+
+
+if __name__ == "__main__":
+    main()
