@@ -137,6 +137,23 @@ def estimate_u(
     return level_frequencies(comparison_levels(left, right, pairs))
 
 
+def u_without_matches(u: Sequence[np.ndarray], model: FSModel) -> tuple[np.ndarray, ...]:
+    """u with the matches among its random pairs taken out: a random pair is a match with the
+    model's prior probability, so the sampled frequencies are prior * m + (1 - prior) * u.
+
+    Where matches are dense (FEBRL: one pair in 5,000) they are most of the random pairs that
+    agree on a number or an address, and u counted with them halves the weight of agreement.
+    A level is never made rarer than the comparison's rarest sampled level (its pseudo-count).
+    """
+    clean = []
+    for sampled, m in zip(u, model.m, strict=True):
+        observed = sampled[1:]
+        corrected = (observed - model.prior * m[1:]) / (1.0 - model.prior)
+        corrected = np.maximum(corrected, observed.min())
+        clean.append(np.concatenate([[0.0], corrected / corrected.sum()]))
+    return tuple(clean)
+
+
 def session_mask(levels: np.ndarray, session: TrainingSession) -> np.ndarray:
     """Pairs that agree on every (comparison, level) the session is blocked on."""
     mask = np.ones(len(levels), dtype=bool)

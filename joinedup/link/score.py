@@ -28,6 +28,7 @@ from joinedup.link.model import (
     term_frequency_adjustment,
     twin_guard,
     twin_like,
+    u_without_matches,
 )
 from joinedup.link.records import pair_name
 from joinedup.settings import Settings
@@ -84,12 +85,15 @@ def score_candidates(
     keep the likely ones."""
     name = pair_name(left.agency, right.agency)
     levels = comparison_levels(left, right, pairs)
-    u = estimate_u(left, right)
     iterations = settings.link.max_em_iterations
-    if m is None:
-        model = fit_model(levels, u, len(left), len(right), iterations, record_pairs=possible)
-    else:
-        model = fit_prior(levels, m, u, possible, iterations)
+
+    def fit(u: Sequence[np.ndarray]) -> FSModel:
+        if m is None:
+            return fit_model(levels, u, len(left), len(right), iterations, record_pairs=possible)
+        return fit_prior(levels, m, u, possible, iterations)
+
+    sampled = estimate_u(left, right)
+    model = fit(u_without_matches(sampled, fit(sampled)))
     adjustment = term_frequency_adjustment(left, right, pairs, levels, model)
     weight, probability = score_pairs(levels, model, adjustment)
     keep = probability >= settings.link.keep_probability

@@ -23,6 +23,7 @@ from joinedup.link.model import (
     run_em,
     twin_guard_needed,
     twin_like,
+    u_without_matches,
     value_shares,
 )
 
@@ -123,3 +124,18 @@ def test_twin_guard_stays_where_twins_inside_the_agencies_explain_the_twin_like_
     assert not twin_guard_needed(14, 0.0, 0.9)
     assert twin_guard_needed(5, 0.0, 0.9)
     assert twin_guard_needed(0, 0.0, 0.9)
+
+
+def test_u_without_matches_takes_the_matches_out_of_the_random_pairs() -> None:
+    """Random pairs of a file and its duplicates (prior 1/5,000): nine in ten sampled number
+    agreements are matches, so u of 'agree' falls tenfold; a level rarer among random pairs
+    than among matches stops at the rarest sampled share; shares still sum to one."""
+    m = tuple(np.array([0.0, 0.9, 0.05, 0.05]) for _ in COMPARISONS)
+    u = tuple(np.array([0.0, 2e-4, 1e-6, 1 - 2e-4 - 1e-6]) for _ in COMPARISONS)
+    model = FSModel(m=m, u=u, prior=2e-4, expected_matches=5000)
+    clean = u_without_matches(u, model)[0]
+    assert np.isclose(clean[1], 2e-5, rtol=0.01)
+    assert np.isclose(clean[2], 1e-6, rtol=0.01)
+    assert np.isclose(clean.sum(), 1.0) and clean[0] == 0.0
+    rare = FSModel(m=m, u=u, prior=1e-12, expected_matches=1)
+    assert np.allclose(u_without_matches(u, rare)[0], u[0])
