@@ -26,12 +26,16 @@ from joinedup.link import (
     link,
     link_records,
     person_records,
+    twin_guard_lifted,
+    with_twin_guard_lifted,
     write_link_result,
 )
 from joinedup.link.blocking import BlockingRule, candidate_pairs
 from joinedup.link.compare import COMPARISONS, DobLevels, NameLevels, prepare_side
+from joinedup.link.model import FSModel, initial_m
 from joinedup.link.records import identity_column_names
 from joinedup.link.review import PAIR_KEY, pair_id, record_decisions
+from joinedup.link.score import ScoredPairs
 from joinedup.link.spine import one_to_one, read_id_state, registry_dir
 from joinedup.settings import Settings
 
@@ -692,3 +696,38 @@ def test_a_rejected_pair_never_links_even_above_the_threshold(
     again = link_records(population[0], settings)
     assert strongest.match_probability.iloc[0] >= settings.link.match_probability
     assert ids_of(strongest)[0] not in set(ids_of(again.links))
+
+
+def scored_with_twins(name: str, twin_like_pairs: int) -> ScoredPairs:
+    """Scored pairs of an agency pair (or one agency) counting only its twin-like pairs."""
+    model = FSModel(m=initial_m(), u=initial_m(), prior=0.01, expected_matches=1.0)
+    return ScoredPairs(name, pd.DataFrame(), pd.DataFrame(), model, 0, twin_like_pairs)
+
+
+def test_twin_guard_is_lifted_only_across_agencies_without_twins_inside(
+    settings: Settings,
+) -> None:
+    """education-health: 20 twin-like pairs across, no twins inside either agency (FEBRL-like):
+    lifted. education-care: care holds twins, which explain its twin-like pairs: kept."""
+    scored = [
+        scored_with_twins("education-health", 20),
+        scored_with_twins("education-care", 20),
+        scored_with_twins("education-education", 0),
+        scored_with_twins("health-health", 0),
+        scored_with_twins("care-care", 400),
+    ]
+    sizes = {"education": 1000, "health": 1000, "care": 1000}
+    assert twin_guard_lifted(scored, sizes, settings) == {("education", "health")}
+
+
+def test_lifted_twin_guard_frees_only_twin_like_pairs_of_the_lifted_agency_pairs() -> None:
+    pairs = pd.DataFrame(
+        {
+            "agency_l": ["education", "education", "education", "education"],
+            "agency_r": ["health", "health", "care", "education"],
+            "may_link": [False, False, False, False],
+            "twin_like": [True, False, True, True],
+        }
+    )
+    lifted = with_twin_guard_lifted(pairs, {("education", "health")})
+    assert lifted["may_link"].tolist() == [True, False, False, False]

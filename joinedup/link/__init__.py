@@ -50,7 +50,8 @@ import pandas as pd
 
 from joinedup.link.compare import Side, prepare_side
 from joinedup.link.evaluate import evaluate
-from joinedup.link.records import AGENCY_PAIRS, RECORD_KEY, person_records
+from joinedup.link.model import expected_twin_pairs, twin_guard_needed
+from joinedup.link.records import AGENCY_PAIRS, RECORD_KEY, pair_name, person_records
 from joinedup.link.review import (
     ACCEPT,
     CONTEXT,
@@ -86,6 +87,8 @@ __all__ = [
     "link",
     "link_records",
     "person_records",
+    "twin_guard_lifted",
+    "with_twin_guard_lifted",
     "write_link_result",
 ]
 
@@ -157,6 +160,8 @@ def link_records(
         records.drop(columns=[c for c in records if c not in KEPT_AFTER_SIDES], inplace=True)
     scored = score_all(sides, settings)
     pairs = pd.concat([empty_pairs(), *(s.pairs for s in scored)], ignore_index=True)
+    sizes = {agency: len(side) for agency, side in sides.items()}
+    pairs = with_twin_guard_lifted(pairs, twin_guard_lifted(scored, sizes, settings))
     decisions = current_decisions(read_decisions(decisions_path(settings)))
     links = chosen_links(pairs, decisions, settings)
     within = links["agency_l"] == links["agency_r"]
@@ -210,6 +215,42 @@ def score_all(sides: dict[str, Side], settings: Settings) -> list[ScoredPairs]:
     return cross + within
 
 
+def twin_guard_lifted(
+    scored: list[ScoredPairs], sizes: dict[str, int], settings: Settings
+) -> set[tuple[str, str]]:
+    """Agency pairs whose twin-like pairs need no twin guard (`model.twin_guard_needed`): the
+    twins seen inside the two agencies (sizes: records per agency) explain almost none of the
+    twin-like pairs across them."""
+    twins = {s.name: s.twin_like_pairs for s in scored}
+    lifted = set()
+    for s in scored:
+        left, right = s.name.split("-")
+        if left == right:
+            continue
+        expected = expected_twin_pairs(
+            twins.get(pair_name(left, left), 0),
+            sizes.get(left, 0),
+            twins.get(pair_name(right, right), 0),
+            sizes.get(right, 0),
+        )
+        if not twin_guard_needed(s.twin_like_pairs, expected, settings.link.match_probability):
+            log.info(
+                "%s: twin guard lifted (%d twin-like pairs, %.1f twins expected)",
+                s.name,
+                s.twin_like_pairs,
+                expected,
+            )
+            lifted.add((left, right))
+    return lifted
+
+
+def with_twin_guard_lifted(pairs: pd.DataFrame, lifted: set[tuple[str, str]]) -> pd.DataFrame:
+    """Twin-like pairs of the lifted agency pairs may link (their weight decides)."""
+    agency_pairs = pd.Series(list(zip(pairs["agency_l"], pairs["agency_r"], strict=True)))
+    free = pairs["twin_like"].to_numpy(bool) & agency_pairs.isin(lifted).to_numpy(bool)
+    return pairs.assign(may_link=pairs["may_link"].to_numpy(bool) | free)
+
+
 def empty_pairs() -> pd.DataFrame:
     """The ScoredPairs.pairs columns, no rows."""
     return pd.DataFrame(
@@ -220,6 +261,7 @@ def empty_pairs() -> pd.DataFrame:
             "agreement": pd.Series(dtype=object),
             "identifier_agrees": pd.Series(dtype=bool),
             "may_link": pd.Series(dtype=bool),
+            "twin_like": pd.Series(dtype=bool),
         }
     )
 

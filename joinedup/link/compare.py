@@ -64,12 +64,16 @@ RESIDENCE_LEVELS = (
     "postcode",  # same full postcode, address missing on a side
     "postcode_other_address",  # same full postcode, another address (a neighbour)
     "address",  # same address lines (Dice >= ADDRESS_CLOSE), postcode different or missing
+    "address_similar",  # address lines Dice >= ADDRESS_SIMILAR: several keying errors, a part lost
+    "address_partial",  # address lines Dice >= ADDRESS_PARTIAL: e.g. the house number kept
     "sector",
     "district",
     "disagree",
 )
 ADDRESS_SAME = 0.75
 ADDRESS_CLOSE = 0.9
+ADDRESS_SIMILAR = 0.75
+ADDRESS_PARTIAL = 0.5
 COMPARISONS: tuple[Comparison, ...] = (
     Comparison("nhs", IDENTIFIER_LEVELS),
     Comparison("upn", IDENTIFIER_LEVELS),
@@ -449,6 +453,8 @@ class ResidenceLevels(BaseCompareFeature):
             full & no_address,
             full,
             similarity >= ADDRESS_CLOSE,
+            similarity >= ADDRESS_SIMILAR,
+            similarity >= ADDRESS_PARTIAL,
             equal_not_null(sector_l, sector_r),
             equal_not_null(district_l, district_r),
         ]

@@ -12,6 +12,7 @@ from joinedup.link.blocking import unique_pairs
 from joinedup.link.compare import (
     COMPARISON_NAMES,
     COMPARISONS,
+    DICE_LEVELS,
     NULL_CODE,
     Side,
     agreement_pattern_table,
@@ -134,6 +135,23 @@ def estimate_u(
     if left is right:
         pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     return level_frequencies(comparison_levels(left, right, pairs))
+
+
+def u_without_matches(u: Sequence[np.ndarray], model: FSModel) -> tuple[np.ndarray, ...]:
+    """u with the matches among its random pairs taken out: a random pair is a match with the
+    model's prior probability, so the sampled frequencies are prior * m + (1 - prior) * u.
+
+    Where matches are dense (FEBRL: one pair in 5,000) they are most of the random pairs that
+    agree on a number or an address, and u counted with them halves the weight of agreement.
+    A level is never made rarer than the comparison's rarest sampled level (its pseudo-count).
+    """
+    clean = []
+    for sampled, m in zip(u, model.m, strict=True):
+        observed = sampled[1:]
+        corrected = (observed - model.prior * m[1:]) / (1.0 - model.prior)
+        corrected = np.maximum(corrected, observed.min())
+        clean.append(np.concatenate([[0.0], corrected / corrected.sum()]))
+    return tuple(clean)
 
 
 def session_mask(levels: np.ndarray, session: TrainingSession) -> np.ndarray:
@@ -362,6 +380,52 @@ def identifier_near_agreement(levels: np.ndarray) -> np.ndarray:
     nhs = np.isin(levels[:, COMPARISON_NAMES.index("nhs")], [level_code("nhs", n) for n in near])
     upn = np.isin(levels[:, COMPARISON_NAMES.index("upn")], [level_code("upn", n) for n in near])
     return nhs | upn
+
+
+# Levels at which a pair looks like twins: one surname (or a keying error of it), one date of
+# birth and one home, forenames that disagree.
+TWIN_SURNAME_LEVELS = ("exact", *DICE_LEVELS)
+TWIN_RESIDENCE_LEVELS = ("postcode_address", "postcode", "address", "address_similar")
+
+
+def twin_like(levels: np.ndarray) -> np.ndarray:
+    """True for pairs the twin guard stops that look like twins: forenames disagree, no NHS number
+    or UPN near agreement, and surname, full date of birth and home agree."""
+    surname = levels[:, COMPARISON_NAMES.index("surname")]
+    residence = levels[:, COMPARISON_NAMES.index("residence")]
+    return (
+        ~twin_guard(levels)
+        & np.isin(surname, [level_code("surname", n) for n in TWIN_SURNAME_LEVELS])
+        & (levels[:, COMPARISON_NAMES.index("dob")] == level_code("dob", "exact"))
+        & np.isin(residence, [level_code("residence", n) for n in TWIN_RESIDENCE_LEVELS])
+    )
+
+
+def expected_twin_pairs(twins_left: int, n_left: int, twins_right: int, n_right: int) -> float:
+    """Cross-agency pairs of twins expected from the twin pairs seen inside each agency.
+
+    With P twin pairs among N children and agency a holding each child with probability c_a,
+    a holds n_a = N c_a records and T_a = P c_a^2 twin pairs, so 2 T_a / n_a of its records
+    have their twin in it, and the pairs of twins across a and b, 2 P c_a c_b, are
+    2 T_a n_b / n_a (or, from b, 2 T_b n_a / n_b). The larger of the two estimates is taken: an
+    agency that shows no twins proves nothing if the other holds many.
+    """
+    from_left = 2.0 * twins_left * n_right / max(n_left, 1)
+    from_right = 2.0 * twins_right * n_left / max(n_right, 1)
+    return max(from_left, from_right)
+
+
+def twin_guard_needed(
+    twin_like_pairs: float, expected_twins: float, match_probability: float
+) -> bool:
+    """Whether twin-like pairs of two agencies must stay apart: unless the twins expected from
+    those seen inside the agencies (`expected_twin_pairs`, plus one twin pair, so that no twins
+    in a small extract is no proof) explain at most 1 - match_probability of the twin-like
+    pairs across them. Where they do not, those pairs are the same person with a replaced
+    forename (as in FEBRL), and the model's weight decides."""
+    if twin_like_pairs <= 0:
+        return True
+    return (expected_twins + 1.0) / twin_like_pairs > 1.0 - match_probability
 
 
 def twin_guard(levels: np.ndarray) -> np.ndarray:

@@ -27,6 +27,8 @@ from joinedup.link.model import (
     score_pairs,
     term_frequency_adjustment,
     twin_guard,
+    twin_like,
+    u_without_matches,
 )
 from joinedup.link.records import pair_name
 from joinedup.settings import Settings
@@ -38,13 +40,15 @@ IDENTIFIER_TOKENS = ("nhs_token", "upn_token")
 @dataclass(frozen=True)
 class ScoredPairs:
     """The kept scored pairs of one agency pair (or of one agency with itself), a summary per
-    record, the fitted model and the number of candidate pairs compared."""
+    record, the fitted model, the number of candidate pairs compared and how many of them look
+    like twins (`model.twin_like`; inside one agency: the twins it holds)."""
 
     name: str
     pairs: pd.DataFrame
     records: pd.DataFrame
     model: FSModel
     candidates: int
+    twin_like_pairs: int = 0
 
 
 def score_agency_pair(left: Side, right: Side, settings: Settings) -> ScoredPairs:
@@ -81,15 +85,19 @@ def score_candidates(
     keep the likely ones."""
     name = pair_name(left.agency, right.agency)
     levels = comparison_levels(left, right, pairs)
-    u = estimate_u(left, right)
     iterations = settings.link.max_em_iterations
-    if m is None:
-        model = fit_model(levels, u, len(left), len(right), iterations, record_pairs=possible)
-    else:
-        model = fit_prior(levels, m, u, possible, iterations)
+
+    def fit(u: Sequence[np.ndarray]) -> FSModel:
+        if m is None:
+            return fit_model(levels, u, len(left), len(right), iterations, record_pairs=possible)
+        return fit_prior(levels, m, u, possible, iterations)
+
+    sampled = estimate_u(left, right)
+    model = fit(u_without_matches(sampled, fit(sampled)))
     adjustment = term_frequency_adjustment(left, right, pairs, levels, model)
     weight, probability = score_pairs(levels, model, adjustment)
     keep = probability >= settings.link.keep_probability
+    twins = twin_like(levels)
     log.info("%s: %d candidate pairs, %d kept", name, len(pairs), int(keep.sum()))
     kept = pairs[keep]
     scored = pd.DataFrame(
@@ -103,6 +111,7 @@ def score_candidates(
             "agreement": agreement_patterns(levels[keep]),
             "identifier_agrees": identifier_tokens_equal(left, right, kept),
             "may_link": twin_guard(levels[keep]),
+            "twin_like": twins[keep],
         }
     )
     return ScoredPairs(
@@ -111,6 +120,7 @@ def score_candidates(
         records=record_summary(left, right, pairs, probability),
         model=model,
         candidates=len(pairs),
+        twin_like_pairs=int(twins.sum()),
     )
 
 

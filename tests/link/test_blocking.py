@@ -57,12 +57,15 @@ def test_oversized_blocks_are_skipped() -> None:
 
 
 def side_of(agency: str, rows: list[dict]) -> Side:
-    """A prepared side from raw NHS numbers, addresses and dates of birth (real derivers)."""
+    """A prepared side from raw NHS numbers, addresses, names and dates of birth (real
+    derivers)."""
     records = []
     for i, row in enumerate(rows):
         record = {"person_token": f"{agency}-{i:03d}", "dob_token": row.get("dob")}
         record |= ps.nhs_number_values(row.get("nhs"), KEY)
         record |= ps.address_values(row.get("address"), KEY)
+        for field in ("forename", "surname"):
+            record |= ps.name_values(row.get(field), KEY, field)
         records.append(record)
     return prepare_side(agency, pd.DataFrame(records), BITS)
 
@@ -111,6 +114,40 @@ def test_bloom_band_rule_pairs_similar_addresses_with_equal_columns() -> None:
     )
     rule = BloomBandRule("dob_address", ("dob_token",))
     assert candidate_pairs(left, right, [rule]).tolist() == [[0, 0]]
+
+
+HOME = "12 ACACIA AVENUE FLAT 3 LITTLE WHINGING"
+
+
+def test_default_rules_pair_a_surname_typo_at_the_same_address_without_date_of_birth() -> None:
+    """names_address: the forename and the surname's Soundex code (WHITE, WHTE) at one address
+    meet, with no date of birth and no number to block on; another forename does not."""
+    left = side_of("education", [{"forename": "MITCHELL", "surname": "WHITE", "address": HOME}])
+    right = side_of(
+        "health",
+        [
+            {"forename": "MITCHELL", "surname": "WHTE", "address": HOME},
+            {"forename": "OSCAR", "surname": "WHITE", "address": HOME},
+        ],
+    )
+    assert candidate_pairs(left, right).tolist() == [[0, 0]]
+
+
+def test_default_rules_pair_garbled_names_with_one_date_of_birth_and_address() -> None:
+    """dob_address: names swapped and mistyped (no name key agrees) still meet on the date of
+    birth at the same address lines; the same date of birth elsewhere does not."""
+    left = side_of(
+        "education",
+        [{"forename": "ISABELLA", "surname": "CTERCTEKO", "dob": "d1", "address": HOME}],
+    )
+    right = side_of(
+        "health",
+        [
+            {"forename": "CTERCTEKO", "surname": "ISABELA", "dob": "d1", "address": HOME},
+            {"forename": "JOHN", "surname": "DOE", "dob": "d1", "address": "1 HIGH STREET LEEDS"},
+        ],
+    )
+    assert candidate_pairs(left, right).tolist() == [[0, 0]]
 
 
 def test_records_frame_without_side_gets_no_near_token_or_band_keys() -> None:

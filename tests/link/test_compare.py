@@ -114,6 +114,8 @@ def test_upn_one_character_level_and_missing_when_a_side_lacks_the_column() -> N
         ("LS6 2AB", "7 Mill Lane Bramley", "postcode_other_address"),
         ("LS6 9ZZ", "12 Acorn Road Headingley", "address"),  # postcode mistyped
         (None, "12 Acorn Road Headingley", "address"),
+        ("M1 1AE", "12 Acron Raod Hedingley", "address_similar"),  # three keying errors
+        ("M1 1AE", "12 Acorn Road", "address_partial"),  # the locality lost
         ("LS6 2XY", "7 Mill Lane Bramley", "sector"),
         ("LS6 5XY", "7 Mill Lane Bramley", "district"),
         ("M1 1AE", "7 Mill Lane Bramley", "disagree"),

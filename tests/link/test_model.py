@@ -1,18 +1,29 @@
-"""Tests of joinedup.link.model: EM over counted agreement patterns, term frequencies."""
+"""Tests of joinedup.link.model: EM over counted agreement patterns, term frequencies, the twin
+guard."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from joinedup.link.compare import COMPARISONS, agreement_pattern_table, prepare_side
+from joinedup.link.compare import (
+    COMPARISON_NAMES,
+    COMPARISONS,
+    agreement_pattern_table,
+    level_code,
+    prepare_side,
+)
 from joinedup.link.model import (
     FSModel,
+    expected_twin_pairs,
     fit_prior,
     initial_m,
     level_frequencies,
     pooled_m,
     run_em,
+    twin_guard_needed,
+    twin_like,
+    u_without_matches,
     value_shares,
 )
 
@@ -68,3 +79,63 @@ def test_fit_prior_keeps_m_and_u_and_finds_no_matches_among_unlike_pairs() -> No
     assert all(np.array_equal(a, b) for a, b in zip(model.m, initial_m(), strict=True))
     alike = np.vstack([unlike, np.ones((30, len(COMPARISONS)), dtype=np.int8)])
     assert fit_prior(alike, initial_m(), u, 10_000, 200).expected_matches > 25
+
+
+def pattern(**levels: str) -> np.ndarray:
+    """One pair's level codes: the given levels, 'missing' elsewhere."""
+    row = np.zeros((1, len(COMPARISONS)), dtype=np.int8)
+    for name, level in levels.items():
+        row[0, COMPARISON_NAMES.index(name)] = level_code(name, level)
+    return row
+
+
+TWINS = {
+    "forename": "disagree",
+    "surname": "exact",
+    "dob": "exact",
+    "residence": "postcode_address",
+}
+
+
+def test_twin_like_pairs_share_surname_dob_and_home_with_other_forenames_and_numbers() -> None:
+    assert twin_like(pattern(**TWINS)).tolist() == [True]
+    assert twin_like(pattern(**TWINS | {"surname": "dice50"})).tolist() == [True]  # a typo
+    # Not twin-like: forenames agree, a number agrees, another surname, date of birth or home.
+    assert not twin_like(pattern(**TWINS | {"forename": "dice50"})).any()
+    assert not twin_like(pattern(**TWINS, nhs="one_character")).any()
+    assert not twin_like(pattern(**TWINS | {"surname": "disagree"})).any()
+    assert not twin_like(pattern(**TWINS | {"dob": "year"})).any()
+    assert not twin_like(pattern(**TWINS | {"residence": "district"})).any()
+
+
+def test_expected_twin_pairs_across_agencies_from_the_twins_inside_each() -> None:
+    """100 twin pairs among 1,000 children, coverage 0.8 and 0.5: 64 and 25 twin pairs inside,
+    80 across; an agency without twins inside does not lower the other's estimate."""
+    assert np.isclose(expected_twin_pairs(64, 800, 25, 500), 80)
+    assert np.isclose(expected_twin_pairs(0, 800, 25, 500), 80)
+    assert expected_twin_pairs(0, 800, 0, 500) == 0.0
+
+
+def test_twin_guard_stays_where_twins_inside_the_agencies_explain_the_twin_like_pairs() -> None:
+    """Synthetic areas (68 twin pairs expected, 33 twin-like across) keep it; FEBRL (none
+    expected, 14 across) lifts it; so few twin-like pairs that one twin pair explains them keep
+    it."""
+    assert twin_guard_needed(33, 68.0, 0.9)
+    assert not twin_guard_needed(14, 0.0, 0.9)
+    assert twin_guard_needed(5, 0.0, 0.9)
+    assert twin_guard_needed(0, 0.0, 0.9)
+
+
+def test_u_without_matches_takes_the_matches_out_of_the_random_pairs() -> None:
+    """Random pairs of a file and its duplicates (prior 1/5,000): nine in ten sampled number
+    agreements are matches, so u of 'agree' falls tenfold; a level rarer among random pairs
+    than among matches stops at the rarest sampled share; shares still sum to one."""
+    m = tuple(np.array([0.0, 0.9, 0.05, 0.05]) for _ in COMPARISONS)
+    u = tuple(np.array([0.0, 2e-4, 1e-6, 1 - 2e-4 - 1e-6]) for _ in COMPARISONS)
+    model = FSModel(m=m, u=u, prior=2e-4, expected_matches=5000)
+    clean = u_without_matches(u, model)[0]
+    assert np.isclose(clean[1], 2e-5, rtol=0.01)
+    assert np.isclose(clean[2], 1e-6, rtol=0.01)
+    assert np.isclose(clean.sum(), 1.0) and clean[0] == 0.0
+    rare = FSModel(m=m, u=u, prior=1e-12, expected_matches=1)
+    assert np.allclose(u_without_matches(u, rare)[0], u[0])

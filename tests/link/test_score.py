@@ -54,6 +54,7 @@ PAIR_COLUMNS = [
     "agreement",
     "identifier_agrees",
     "may_link",
+    "twin_like",
 ]
 
 
@@ -146,7 +147,20 @@ def test_twins_may_not_link(scored) -> None:
         (pairs.person_token_l == token("education", "twin-a"))
         & (pairs.person_token_r == token("health", "twin-b"))
     ]
-    assert (~twins.may_link).all()
+    assert len(twins) == 1 and not twins.may_link.any()
+
+
+def test_twins_are_counted_as_twin_like(scored) -> None:
+    """The split twins are the one twin-like pair across; health's own records hold none."""
+    across, within = scored
+    pairs = across.pairs
+    assert pairs.twin_like.sum() == across.twin_like_pairs == 1
+    twin = pairs[pairs.twin_like].iloc[0]
+    assert (twin.person_token_l, twin.person_token_r) == (
+        token("education", "twin-a"),
+        token("health", "twin-b"),
+    )
+    assert within.twin_like_pairs == 0
 
 
 def test_record_summary_has_each_record_of_each_side_once(scored) -> None:
