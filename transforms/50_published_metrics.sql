@@ -1,114 +1,146 @@
 -- published_metrics: metric_values after disclosure control, the only metric table reports and
 -- other publications may read. Every figure is text so that suppression symbols can stand in
--- for numbers. The rule of each metric comes from metric_catalogue.disclosure_rule:
---   'dfe' (education cells): counts of 1-4 shown as 'c', and any rate resting on such a count
---     as 'c' too; zero shown as '0'; 'z' (not applicable) where the rate is undefined
---     (denominator 0).
+-- for numbers. The rule of each metric comes from metric_catalogue.disclosure_rule; the rules
+-- are defined in 49_disclosure_counts.sql:
+--   'dfe' (education cells): counts of 1-4 shown as 'c'; zero shown as '0'; 'z' (not
+--     applicable) where the figure is undefined (denominator 0).
 --   'nhs' (cells drawing on health data): counts of 1-7 shown as '*', other counts rounded to
---     the nearest 5; percentages computed from the rounded counts; medians shown only where
---     n >= 8; 'z' where the figure is undefined (no one in the cohort).
--- Not yet done (a later issue): secondary suppression. A suppressed cell can still be
--- recovered by subtraction from its siblings and the 'all' total (e.g. N = all - K - E) or
--- across overlapping geographies; published tables must not be released outside the
--- partnership until complementary suppression is applied.
-
-CREATE OR REPLACE TEMP MACRO fmt_number(x, decimals) AS
-    printf('%.' || decimals || 'f', round(x, decimals));
-
-CREATE OR REPLACE TEMP MACRO dfe_small(n) AS n BETWEEN 1 AND 4;
-CREATE OR REPLACE TEMP MACRO dfe_count(n) AS
-    CASE WHEN n IS NULL THEN NULL
-         WHEN dfe_small(n) THEN 'c'
-         ELSE CAST(CAST(n AS BIGINT) AS VARCHAR) END;
-CREATE OR REPLACE TEMP MACRO dfe_rate(num, den, v, decimals) AS
-    CASE WHEN v IS NULL THEN 'z'
-         WHEN dfe_small(num) OR dfe_small(den) THEN 'c'
-         ELSE fmt_number(v, decimals) END;
-
-CREATE OR REPLACE TEMP MACRO nhs_small(n) AS n BETWEEN 1 AND 7;
-CREATE OR REPLACE TEMP MACRO nhs_round(n) AS round(n / 5) * 5;
-CREATE OR REPLACE TEMP MACRO nhs_count(n) AS
-    CASE WHEN n IS NULL THEN NULL
-         WHEN nhs_small(n) THEN '*'
-         ELSE CAST(CAST(nhs_round(n) AS BIGINT) AS VARCHAR) END;
+--     the nearest 5; rates and percentages computed from the rounded counts; 'z' where the
+--     figure is undefined (no one in the cohort).
+-- Primary suppression hides the counts in the band. Secondary (complementary) suppression,
+-- joinedup/disclosure.py, then hides further counts so that no hidden count can be worked out,
+-- nor narrowed below its band's width (dfe 3, nhs 6), from the rest: by subtraction from the
+-- 'all' total and the sibling values of a cohort dimension, from other metrics sharing the
+-- count (one catalogue definition is one count, e.g. the known_to_services denominator) or
+-- adding up to it (known to 1, 2 and 3 services add up to their denominator), and through the
+-- nhs rounding intervals. int_suppressed_counts says, per count, whether it is hidden.
+-- A figure resting on a hidden count is hidden with it:
+--   proportion, rate: the value is shown only when both counts are.
+--   count: the value is the count.
+--   median, mean: the value needs n above the band (dfe n >= 5, nhs n >= 8); it is shown even
+--     when n itself is hidden as a complement (the value does not reveal n).
+--   ratio (suspension_ratio_to_no_sen): its parts are the suspension rates of the group (K, E,
+--     or SEN = K and E together) and of N; a part is 'c' when a suspension_rate count it rests
+--     on is hidden (SEN: K's or E's), so the ratio table reveals nothing the suspension_rate
+--     cells hide; the ratio is 'c' when either part is.
+-- Not covered: overlapping geographies (LA and ICB boundaries); linkage QA and data quality
+-- tables publish counts of records, not the children the metrics count (see README).
 
 CREATE TABLE published_metrics AS
-WITH cells AS (
-    SELECT v.*, m.statistic, m.disclosure_rule, m.decimals
+WITH flags AS (
+    SELECT
+        metric_id, period, la_code, cohort, cohort_value,
+        coalesce(bool_or(suppressed) FILTER (WHERE role = 'numerator'), false)
+            AS numerator_hidden,
+        coalesce(bool_or(suppressed) FILTER (WHERE role = 'denominator'), false)
+            AS denominator_hidden
+    FROM int_suppressed_counts
+    GROUP BY ALL
+),
+cells AS (
+    SELECT
+        v.*, m.statistic, m.disclosure_rule, m.decimals,
+        coalesce(f.numerator_hidden, false) AS numerator_hidden,
+        coalesce(f.denominator_hidden, false) AS denominator_hidden,
+        suppression_symbol(m.disclosure_rule) AS symbol
     FROM metric_values AS v
     JOIN metric_catalogue AS m ON m.id = v.metric_id
+    LEFT JOIN flags AS f USING (metric_id, period, la_code, cohort, cohort_value)
 ),
--- Proportions and rates whose numerator and denominator are counts of education records.
-dfe_proportions AS (
+-- Proportions and rates: the value scaled from the shown (for nhs: rounded) counts, which for
+-- dfe (rounding base 1) is the value itself.
+proportions AS (
     SELECT
         metric_id, period, la_code, cohort, cohort_value,
-        dfe_count(numerator) AS published_numerator,
-        dfe_count(denominator) AS published_denominator,
-        dfe_rate(numerator, denominator, value, decimals) AS published_value,
-        unit, disclosure_rule
-    FROM cells
-    WHERE disclosure_rule = 'dfe' AND statistic = 'proportion'
-),
--- Percentages of counts drawing on health data: computed from the rounded counts.
-nhs_proportions AS (
-    SELECT
-        metric_id, period, la_code, cohort, cohort_value,
-        nhs_count(numerator) AS published_numerator,
-        nhs_count(denominator) AS published_denominator,
-        CASE WHEN denominator = 0 THEN 'z'
-             WHEN nhs_small(numerator) OR nhs_small(denominator) THEN '*'
-             ELSE fmt_number(100.0 * nhs_round(numerator) / nhs_round(denominator), decimals)
+        shown_count(disclosure_rule, numerator, numerator_hidden) AS published_numerator,
+        shown_count(disclosure_rule, denominator, denominator_hidden) AS published_denominator,
+        CASE WHEN value IS NULL THEN 'z'
+             WHEN numerator_hidden OR denominator_hidden THEN symbol
+             WHEN numerator = 0 THEN fmt_number(CAST(0 AS DOUBLE), decimals)
+             ELSE fmt_number(
+                value * (rounded_count(disclosure_rule, numerator) / numerator)
+                      / (rounded_count(disclosure_rule, denominator) / denominator),
+                decimals)
         END AS published_value,
         unit, disclosure_rule
     FROM cells
-    WHERE disclosure_rule = 'nhs' AND statistic = 'proportion'
+    WHERE statistic IN ('proportion', 'rate')
 ),
--- Medians of health data: the number measured is a count; the median needs n >= 8.
-nhs_medians AS (
+counts AS (
+    SELECT
+        metric_id, period, la_code, cohort, cohort_value,
+        shown_count(disclosure_rule, numerator, numerator_hidden) AS published_numerator,
+        CAST(NULL AS VARCHAR) AS published_denominator,
+        shown_count(disclosure_rule, numerator, numerator_hidden) AS published_value,
+        unit, disclosure_rule
+    FROM cells
+    WHERE statistic = 'count'
+),
+-- Medians and means: n is the denominator; the numerator (a sum, or nothing) is not shown.
+averages AS (
     SELECT
         metric_id, period, la_code, cohort, cohort_value,
         CAST(NULL AS VARCHAR) AS published_numerator,
-        nhs_count(denominator) AS published_denominator,
-        CASE WHEN denominator = 0 THEN 'z'
-             WHEN denominator < 8 THEN '*'
+        shown_count(disclosure_rule, denominator, denominator_hidden) AS published_denominator,
+        CASE WHEN denominator = 0 OR value IS NULL THEN 'z'
+             WHEN denominator <= band_high(disclosure_rule) THEN symbol
              ELSE fmt_number(value, decimals)
         END AS published_value,
         unit, disclosure_rule
     FROM cells
-    WHERE disclosure_rule = 'nhs' AND statistic = 'median'
+    WHERE statistic IN ('median', 'mean')
 ),
--- The suspension ratio: its numerator and denominator are the SEN group's and the no-SEN
--- group's suspension rates, each published under the dfe rule from its own counts; the ratio
--- is suppressed when either rate is.
+-- Whether each suspension rate is hidden; SEN's when K's or E's is.
+rate_hidden AS (
+    SELECT period, la_code, cohort_value, numerator_hidden OR denominator_hidden AS hidden
+    FROM cells
+    WHERE metric_id = 'suspension_rate' AND cohort = 'sen_status'
+    UNION ALL
+    SELECT period, la_code, 'SEN', bool_or(numerator_hidden OR denominator_hidden)
+    FROM cells
+    WHERE metric_id = 'suspension_rate' AND cohort = 'sen_status' AND cohort_value IN ('K', 'E')
+    GROUP BY ALL
+),
 ratio_parts AS (
     SELECT
         c.*,
-        dfe_rate(g.suspensions, g.pupils, g.rate_per_100, r.decimals) AS published_numerator,
-        dfe_rate(n.suspensions, n.pupils, n.rate_per_100, r.decimals) AS published_denominator
+        CASE WHEN g.rate_per_100 IS NULL THEN 'z'
+             WHEN coalesce(gh.hidden, true) OR dfe_small(g.suspensions) OR dfe_small(g.pupils)
+                 THEN c.symbol
+             ELSE fmt_number(g.rate_per_100, r.decimals)
+        END AS published_numerator,
+        CASE WHEN n.rate_per_100 IS NULL THEN 'z'
+             WHEN coalesce(nh.hidden, true) THEN c.symbol
+             ELSE fmt_number(n.rate_per_100, r.decimals)
+        END AS published_denominator
     FROM cells AS c
     JOIN int_suspension_cells AS g
         ON g.period = c.period AND g.la_code = c.la_code AND g.cohort_value = c.cohort_value
     JOIN int_suspension_cells AS n
         ON n.period = c.period AND n.la_code = c.la_code AND n.cohort_value = 'N'
+    LEFT JOIN rate_hidden AS gh
+        ON gh.period = c.period AND gh.la_code = c.la_code AND gh.cohort_value = c.cohort_value
+    LEFT JOIN rate_hidden AS nh
+        ON nh.period = c.period AND nh.la_code = c.la_code AND nh.cohort_value = 'N'
     JOIN metric_catalogue AS r ON r.id = 'suspension_rate'
     WHERE c.metric_id = 'suspension_ratio_to_no_sen'
 ),
-dfe_ratios AS (
+ratios AS (
     SELECT
         metric_id, period, la_code, cohort, cohort_value, published_numerator,
         published_denominator,
         CASE WHEN value IS NULL THEN 'z'
-             WHEN published_numerator = 'c' OR published_denominator = 'c' THEN 'c'
+             WHEN published_numerator = symbol OR published_denominator = symbol THEN symbol
              ELSE fmt_number(value, decimals)
         END AS published_value,
         unit, disclosure_rule
     FROM ratio_parts
 ),
 published AS (
-    SELECT * FROM dfe_proportions
-    UNION ALL SELECT * FROM nhs_proportions
-    UNION ALL SELECT * FROM nhs_medians
-    UNION ALL SELECT * FROM dfe_ratios
+    SELECT * FROM proportions
+    UNION ALL SELECT * FROM counts
+    UNION ALL SELECT * FROM averages
+    UNION ALL SELECT * FROM ratios
 )
 SELECT
     *,
@@ -134,7 +166,7 @@ ORDER BY la_code, agency_pair, period;
 
 -- Every metric cell must be published by exactly one of the branches above.
 SELECT error('disclosure control covers ' || (SELECT count(*) FROM published_metrics)
-             || ' of ' || count(*) || ' metric cells: a metric has a statistic and '
-             || 'disclosure_rule combination 50_published_metrics.sql does not handle')
+             || ' of ' || count(*) || ' metric cells: a metric has a statistic '
+             || '50_published_metrics.sql does not handle')
 FROM metric_values
 HAVING count(*) <> (SELECT count(*) FROM published_metrics);

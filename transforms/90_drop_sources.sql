@@ -29,3 +29,7 @@ DROP TABLE int_metric_suspension_rate;
 DROP TABLE int_metric_suspension_ratio_to_no_sen;
 DROP TABLE int_metric_referral_to_first_contact_weeks_median;
 DROP TABLE int_metric_known_to_services;
+
+DROP TABLE int_count_roles;
+DROP TABLE int_disclosure_counts;
+DROP TABLE int_suppressed_counts;
