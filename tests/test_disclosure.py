@@ -44,10 +44,14 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from joinedup.disclosure import (
     CountItem,
     DisclosureError,
+    ReaderProgram,
     complementary_metric_equations,
     complementary_suppression,
+    connected_systems,
+    feasible_ranges,
     merge_counts,
     partition_equations,
+    propagated_suppression,
 )
 
 SUPPRESSED = frozenset({"c", "*"})
@@ -465,6 +469,51 @@ def test_metrics_whose_numerators_add_up_to_a_shared_denominator_form_a_sum():
     k3_off_by_one = item("N", 1, metric_id="k3", definition="num-k3")
     broken = [k3_off_by_one if i.key == k3_off_by_one.key else i for i in items]
     assert complementary_metric_equations(broken) == []
+
+
+def known_to_services_items(cells: dict[str, tuple[int, int, int]], rule: str) -> list[CountItem]:
+    """Known to 1, 2 and 3 services (numerators adding up to their shared denominator) in the
+    given cohort values, with 'all' their sum."""
+    totals = tuple(sum(ns[i] for ns in cells.values()) for i in range(3))
+    items = []
+    for value, ns in [*cells.items(), ("all", totals)]:
+        for metric, n in zip(("k1", "k2", "k3"), ns, strict=True):
+            items.append(item(value, n, rule, metric_id=metric, definition=f"num-{metric}"))
+            items.append(
+                item(value, sum(ns), rule, metric_id=metric, role="denominator", definition="d")
+            )
+    return items
+
+
+def test_the_exact_check_protects_what_interval_propagation_misses():
+    """Known to 3 services, A (3, '*'), keeps 1-7 by propagation, but combining the sums of
+    all cells pins it to 1-6, narrower than the band: the exact program finds it and hides a
+    further complement (known to 1 service, A), after which it narrows no hidden count."""
+    items = known_to_services_items({"A": (49, 2, 3), "B": (45, 22, 2), "C": (43, 9, 1)}, "nhs")
+    counts = merge_counts(items)
+    equations = partition_equations(counts) + complementary_metric_equations(items)
+    propagated = propagated_suppression(counts, equations)
+    k3_a = next(k for k in counts if k[0] == "num-k3" and k[-1] == "A")
+    assert feasible_ranges(counts, equations, propagated)[k3_a] == (1, 7)
+    program = ReaderProgram(counts, equations)
+    exact = program.extreme(k3_a, propagated, 1.0), program.extreme(k3_a, propagated, -1.0)
+    assert exact == (1, 6)
+    hidden = complementary_suppression(counts, equations)
+    assert {(k[0], k[-1]) for k in hidden - propagated} == {("num-k1", "A")}
+    assert not any(program.narrows(k, hidden) for k in hidden)
+
+
+def test_counts_split_into_systems_that_share_no_count():
+    """One system per definition's cohort sums, and one for definitions that add up."""
+    plain = [item("N", 5), item("K", 3), item("all", 8)]
+    other = [item(v, n, definition="other") for v, n in (("N", 1), ("all", 1))]
+    family = known_to_services_items({"A": (9, 2, 0)}, "dfe")
+    items = plain + other + family
+    counts = merge_counts(items)
+    equations = partition_equations(counts) + complementary_metric_equations(items)
+    systems = connected_systems(counts, equations)
+    assert sorted(len(c) for c, _ in systems) == [2, 3, 8]
+    assert sum(len(e) for _, e in systems) == len(equations)
 
 
 def test_cells_naming_one_count_must_agree():
