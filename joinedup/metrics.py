@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,6 +32,7 @@ from joinedup.dictionary import (
     description_rows,
     read_dictionary,
 )
+from joinedup.disclosure import suppressed_counts
 from joinedup.ingest import DELIVERY_FIELDS, QUARANTINE_SCHEMA
 from joinedup.settings import AGENCIES, Settings
 
@@ -94,6 +95,12 @@ PUBLISHED_VIEWS: frozenset[str] = frozenset(
         "v_published_metrics_by_sen_status",
     }
 )
+
+# Steps whose logic SQL expresses badly: after the named transform, the function's table is
+# loaded as the named TEMP table for the transforms that follow.
+PYTHON_STEPS: Mapping[str, tuple[str, Callable[[duckdb.DuckDBPyConnection], pa.Table]]] = {
+    "49_disclosure_counts.sql": ("int_suppressed_counts", suppressed_counts),
+}
 
 SPINE_COLUMNS = ("agency", "person_token", "child_id")
 LINK_COLUMNS = (
@@ -651,7 +658,8 @@ def transform_files(transforms_dir: Path) -> list[Path]:
 
 
 def run_transforms(con: duckdb.DuckDBPyConnection, transforms_dir: Path) -> None:
-    """Execute every transforms/*.sql file in file-name order."""
+    """Execute every transforms/*.sql file in file-name order, each followed by its Python step
+    (PYTHON_STEPS) if it has one."""
     files = transform_files(transforms_dir)
     if not files:
         raise TransformError(f"no SQL transforms in {transforms_dir}")
@@ -660,6 +668,9 @@ def run_transforms(con: duckdb.DuckDBPyConnection, transforms_dir: Path) -> None
             con.execute(path.read_text(encoding="utf-8"))
         except duckdb.Error as error:
             raise TransformError(f"{path.name}: {error}") from error
+        if path.name in PYTHON_STEPS:
+            table, step = PYTHON_STEPS[path.name]
+            load_arrow(con, table, step(con), temp=True)
 
 
 def table_row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

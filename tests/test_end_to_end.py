@@ -374,3 +374,12 @@ def test_data_docs_are_written_and_linked_from_every_report(run):
         links = re.findall(r'href="([^"]*index\.html)"', report.read_text(encoding="utf-8"))
         assert len(links) == 3
         assert all((report.parent / link).resolve().exists() for link in links)
+
+
+def test_attacker_recovers_no_suppressed_count_of_the_pipeline_build(run):
+    """The attacker of tests/test_disclosure.py, on the warehouse the pipeline published."""
+    from tests.test_disclosure import attack, recovered
+
+    with duckdb.connect(str(run[0].warehouse_path), read_only=True) as con:
+        found = attack(con)
+    assert recovered(found) == []

@@ -168,7 +168,7 @@ def test_caveats_cover_synthetic_data_disclosure_and_linkage(rendered):
     """Linkage counts are disclosure-controlled too (21 -> 20, 10 -> 10, 5 links -> *)."""
     html = rendered.html(A)
     assert "Synthetic data." in html
-    assert "Secondary suppression is not yet applied" in html
+    assert "Secondary suppression: some larger figures are withheld too" in html
     linkage = table_rows(html)[("linkage", "education-health")]
     assert linkage == ["education-health", "20", "10", "*", "98.0%", "95.0%"]
     assert "No linkage quality figures" in rendered.html(B)

@@ -32,3 +32,7 @@ DROP TABLE int_unit_aggregates;
 DROP TABLE int_metric_skeleton;
 DROP TABLE int_metric_cells;
 DROP TABLE int_ratio_parts;
+
+DROP TABLE int_count_roles;
+DROP TABLE int_disclosure_counts;
+DROP TABLE int_suppressed_counts;
