@@ -218,9 +218,6 @@ def run_joinedup(dataset_dir: Path) -> dict[str, Any]:
     from joinedup.pseudonymise import pseudonymise_identity_frame
     from joinedup.settings import AGENCIES, Settings
 
-    # The system allocator hands freed Arrow buffers back at once; mimalloc keeps address space
-    # reserved, which at 1M records ran into the address-space cap with ~9 GB resident.
-    pa.set_memory_pool(pa.system_memory_pool())
     meta = json.loads((dataset_dir / "meta.json").read_text())
     key = secrets.token_bytes(32)
     # its own (empty) id registry and review decisions, not the demo's under data/
