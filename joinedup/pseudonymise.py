@@ -48,6 +48,7 @@ import re
 import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 from datetime import date
 from functools import cache, lru_cache, partial
@@ -99,6 +100,8 @@ VALID, INVALID, MISSING = "valid", "invalid", "missing"
 
 Values = dict[str, str | None]
 Derived = dict[str, pa.Array]
+PARALLEL_MIN_VALUES = 20_000  # columns with fewer distinct values are derived in-process
+PARALLEL_CHUNKS = 8  # chunks of distinct values handed to a pool
 CLEAR_FIELDS = frozenset({"sex", "ethnicity"})
 
 
@@ -487,14 +490,34 @@ def near_token_agreement(
 # --- columns -------------------------------------------------------------------------------
 
 
-def map_unique(column: pa.ChunkedArray | pa.Array, derive: Callable[[Any], Values]) -> Derived:
-    """Columns derived once per distinct value of a column (nulls get derive(None))."""
+def derived_values(values: list[Any], derive: Callable[[Any], Values]) -> Derived:
+    """The columns derived from each of values, in their order (run in a worker process too)."""
+    rows = [derive(value) for value in values]
+    return {name: pa.array([row[name] for row in rows], type=pa.string()) for name in derive(None)}
+
+
+def map_unique(
+    column: pa.ChunkedArray | pa.Array,
+    derive: Callable[[Any], Values],
+    pool: Executor | None = None,
+) -> Derived:
+    """Columns derived once per distinct value of a column (nulls get derive(None)).
+
+    pool: worker processes that derive the distinct values chunk by chunk (the keyed hashing is
+    pure Python, one core per process); the result is the same as without."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     encoded = array.dictionary_encode()
-    rows = [derive(value) for value in encoded.dictionary.to_pylist()]
+    distinct = encoded.dictionary.to_pylist()
+    if pool is None or len(distinct) < PARALLEL_MIN_VALUES:
+        parts = [derived_values(distinct, derive)]
+    else:
+        size = -(-len(distinct) // PARALLEL_CHUNKS)
+        chunks = [distinct[start : start + size] for start in range(0, len(distinct), size)]
+        parts = list(pool.map(derived_values, chunks, [derive] * len(chunks)))
     derived: Derived = {}
     for name, null_value in derive(None).items():
-        values = pa.array([row[name] for row in rows], type=pa.string()).take(encoded.indices)
+        dictionary = pa.concat_arrays([part[name] for part in parts])
+        values = dictionary.take(encoded.indices)
         fill = null_value is not None and array.null_count > 0
         derived[name] = values.fill_null(null_value) if fill else values
     return derived
@@ -580,14 +603,16 @@ def name_pair_values(value: str | None, key: bytes) -> Values:
     return {"name_pair_token": token(key, "name_pair", "|".join(sorted(names)))}
 
 
-def name_pair_column(table: pa.Table, fields: Sequence[str], key: bytes) -> Derived:
+def name_pair_column(
+    table: pa.Table, fields: Sequence[str], key: bytes, pool: Executor | None = None
+) -> Derived:
     """name_pair_token of every row: null throughout unless forename and surname are both among
     the fields pseudonymised, else null where either name is."""
     if not {"forename", "surname"} <= set(fields):
         return {"name_pair_token": pa.nulls(table.num_rows, pa.string())}
     names = [table.column(f).combine_chunks().cast(pa.string()) for f in ("forename", "surname")]
     joined = pc.binary_join_element_wise(*names, NAME_PAIR_SEPARATOR)
-    return map_unique(joined, partial(name_pair_values, key=key))
+    return map_unique(joined, partial(name_pair_values, key=key), pool)
 
 
 def dob_values(value: date | None, key: bytes) -> Values:
@@ -628,8 +653,11 @@ def identity_derivers(key: bytes, agency: str) -> dict[str, Callable[[Any], Valu
     }
 
 
-def derive_identity(table: pa.Table, field: str, key: bytes, agency: str) -> Derived:
-    """The pseudonymised columns derived from one raw identity field (text, or dates for dob)."""
+def derive_identity(
+    table: pa.Table, field: str, key: bytes, agency: str, pool: Executor | None = None
+) -> Derived:
+    """The pseudonymised columns derived from one raw identity field (text, or dates for dob);
+    pool: see map_unique."""
     column = table.column(field)
     if field in CLEAR_FIELDS:
         return {field: column.combine_chunks().cast(pa.string())}
@@ -637,18 +665,19 @@ def derive_identity(table: pa.Table, field: str, key: bytes, agency: str) -> Der
     if field not in derivers:
         raise ValueError(f"no pseudonymisation is defined for identity field {field!r}")
     column = parse_date(column)[0] if field == "dob" else column.cast(pa.string())
-    return map_unique(column, derivers[field])
+    return map_unique(column, derivers[field], pool)
 
 
 def derive_identity_columns(
-    table: pa.Table, fields: Sequence[str], key: bytes, agency: str
+    table: pa.Table, fields: Sequence[str], key: bytes, agency: str, pool: Executor | None = None
 ) -> Derived:
-    """Every pseudonymised column derived from the given raw identity fields, by name."""
+    """Every pseudonymised column derived from the given raw identity fields, by name; pool:
+    see map_unique."""
     derived: Derived = {}
     for field in fields:
-        derived.update(derive_identity(table, field, key, agency))
+        derived.update(derive_identity(table, field, key, agency, pool))
     if NAME_PAIR_SOURCE in fields:  # the one column derived from two raw fields
-        derived.update(name_pair_column(table, fields, key))
+        derived.update(name_pair_column(table, fields, key, pool))
     return derived
 
 
@@ -984,12 +1013,16 @@ def pseudonymise_identity_frame(
     agency: str,
     key: bytes,
     fields: Sequence[str] | None = None,
+    pool: Executor | None = None,
 ) -> pa.Table:
     """The pseudonymised identity columns of raw identity rows, for callers holding identity
     rows rather than extract files (benchmarks): the columns derived from `fields` (default:
     every raw identity field the frame has) in identity.json order, then la_code as text when
     the frame has it; the same derivers as pseudonymise_file, so the same tokens. Other
-    columns are dropped; ValueError for a field that is unknown or not in the frame."""
+    columns are dropped; ValueError for a field that is unknown or not in the frame.
+
+    pool: worker processes (e.g. a ProcessPoolExecutor) to share the keyed hashing of large
+    columns; the output is identical with or without."""
     require_key(key)
     if agency not in AGENCIES:
         raise ValueError(f"unknown agency {agency!r}; expected one of {AGENCIES}")
@@ -1004,7 +1037,7 @@ def pseudonymise_identity_frame(
         raise ValueError(
             f"identity fields {unknown} are not in identity.json; {absent} are not in the frame"
         )
-    derived = derive_identity_columns(table, chosen, key, agency)
+    derived = derive_identity_columns(table, chosen, key, agency, pool)
     columns = [c for c in identity_columns("pseudonymised") if c.source in chosen]
     arrays = [derived[c.name] for c in columns]
     schema = [pa.field(c.name, c.arrow_type) for c in columns]

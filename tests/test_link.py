@@ -21,10 +21,12 @@ from joinedup import synth
 from joinedup.cli import main
 from joinedup.contracts import contract, identity_columns
 from joinedup.link import (
+    KEPT_AFTER_SIDES,
     LinkResult,
     evaluate,
     link,
     link_records,
+    link_sides,
     person_records,
     twin_guard_lifted,
     with_twin_guard_lifted,
@@ -731,3 +733,19 @@ def test_lifted_twin_guard_frees_only_twin_like_pairs_of_the_lifted_agency_pairs
     )
     lifted = with_twin_guard_lifted(pairs, {("education", "health")})
     assert lifted["may_link"].tolist() == [True, False, False, False]
+
+
+def test_linking_sides_coded_agency_by_agency_equals_linking_the_records(
+    population: tuple[pd.DataFrame, pd.DataFrame], settings: Settings, linked: LinkResult
+) -> None:
+    """link_sides on sides prepared one agency at a time, with only the kept columns of the
+    records, gives the same links and spine as link_records."""
+    records = population[0]
+    sides = {
+        agency: prepare_side(agency, records[records["agency"] == agency], settings.link.bloom_bits)
+        for agency in ("education", "health", "care")
+    }
+    kept = records[[c for c in records if c in KEPT_AFTER_SIDES]]
+    result = link_sides(sides, kept, settings)
+    pd.testing.assert_frame_equal(result.links, linked.links)
+    pd.testing.assert_frame_equal(result.spine, linked.spine)

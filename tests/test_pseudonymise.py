@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import multiprocessing
 import re
+from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -731,6 +733,21 @@ def test_identity_frame_gives_the_same_columns_as_pseudonymise_file(tmp_path: Pa
     assert frame.column_names == names
     assert frame.equals(landed.select(names))
     assert {"address_bloom", "nhs_near_tokens", "upn_near_tokens"} <= set(names)
+
+
+def test_identity_frame_is_identical_when_a_process_pool_shares_the_hashing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Distinct values derived in chunks by worker processes give byte-identical columns."""
+    import joinedup.pseudonymise as module
+
+    monkeypatch.setattr(module, "PARALLEL_MIN_VALUES", 1)  # every column through the pool
+    rows = identity_rows(contract("care_cin"))
+    expected = pseudonymise_identity_frame(rows, "care", KEY)
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        pooled = pseudonymise_identity_frame(rows, "care", KEY, pool=pool)
+    assert pooled.equals(expected)
 
 
 def test_identity_frame_takes_datetime_dates_typed_tables_and_chosen_fields() -> None:

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from joinedup.link.compare import Side, prepare_side
 from joinedup.link.evaluate import evaluate
@@ -82,10 +83,13 @@ from joinedup.settings import AGENCIES, Settings
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "KEPT_AFTER_SIDES",
     "LinkResult",
     "evaluate",
     "link",
     "link_records",
+    "link_sides",
+    "prepare_side",
     "person_records",
     "twin_guard_lifted",
     "with_twin_guard_lifted",
@@ -158,6 +162,19 @@ def link_records(
     sides = prepare_sides(records, settings)
     if consume:
         records.drop(columns=[c for c in records if c not in KEPT_AFTER_SIDES], inplace=True)
+        pa.default_memory_pool().release_unused()  # hand the freed encodings back to the system
+    return link_sides(sides, records, settings, period)
+
+
+def link_sides(
+    sides: dict[str, Side], records: pd.DataFrame, settings: Settings, period: str | None = None
+) -> LinkResult:
+    """Link records already coded into sides (`prepare_side` of each agency's records), which a
+    caller can build agency by agency so that no more than one agency's encodings are ever held.
+
+    records: the person records' KEPT_AFTER_SIDES columns (agency, person_token, nhs_token,
+    upn_token and the review context); other columns are not used.
+    """
     scored = score_all(sides, settings)
     pairs = pd.concat([empty_pairs(), *(s.pairs for s in scored)], ignore_index=True)
     sizes = {agency: len(side) for agency, side in sides.items()}

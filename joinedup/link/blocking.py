@@ -135,8 +135,10 @@ def block_pairs(
     """(left index, right index) pairs with equal non-null keys; blocks of more than
     max_block_pairs pairs are skipped (and logged)."""
     rows_l = np.flatnonzero(keys_l != NULL_KEY)
-    rows_l = rows_l[np.argsort(keys_l[rows_l], kind="stable")]  # sorted queries search fast
     rows_r = np.flatnonzero(keys_r != NULL_KEY)
+    if not len(rows_l) or not len(rows_r):  # e.g. a rule on NHS numbers, which education lacks
+        return np.empty((0, 2), dtype=np.int64)
+    rows_l = rows_l[np.argsort(keys_l[rows_l], kind="stable")]  # sorted queries search fast
     order = rows_r[np.argsort(keys_r[rows_r], kind="stable")]
     sorted_r = keys_r[order]
     key_l = keys_l[rows_l]

@@ -52,6 +52,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from joinedup.link.records import RECORD_KEY
 from joinedup.settings import Settings
@@ -210,23 +214,95 @@ def cluster_records(
 
     records: agency, person_token, nhs_token, upn_token (one row per record). Links: agency_l,
     person_token_l, agency_r, person_token_r, match_weight, and any further columns.
+
+    A connected component of all links whose records hold at most one NHS number token, one UPN
+    token and, per agency, one group of duplicate-linked records can break no constraint: all
+    its links are kept and it is one cluster (the union-find's root is always its smallest
+    record). Only the other components go through `ConstrainedUnionFind`, link by link, which
+    gives what one union-find over every record would (components never interact).
     """
     keys = records_in_key_order(records)
-    node = {k: i for i, k in enumerate(zip(keys["agency"], keys["person_token"], strict=True))}
+    duplicates = by_descending_weight(duplicate_links).reset_index(drop=True)
+    cross = by_descending_weight(cross_links).reset_index(drop=True)
+    ends_dup, ends_cross = link_nodes(keys, duplicates), link_nodes(keys, cross)
+    component = components(len(keys), np.concatenate([ends_dup, ends_cross]))
+    risky = may_conflict(keys, component, components(len(keys), ends_dup))
+    subset = np.flatnonzero(risky[component])
     forest = ConstrainedUnionFind(
-        keys["agency"].tolist(), keys["nhs_token"].tolist(), keys["upn_token"].tolist()
+        keys["agency"].to_numpy(object)[subset].tolist(),
+        keys["nhs_token"].to_numpy(object)[subset].tolist(),
+        keys["upn_token"].to_numpy(object)[subset].tolist(),
     )
-    kept_dup, refused_dup, over_dup = forest.add_links(duplicate_links, node, same_person=True)
-    kept_cross, refused_cross, over_cross = forest.add_links(cross_links, node, same_person=False)
-    kept = concat_rows([duplicate_links.loc[kept_dup], cross_links.loc[kept_cross]])
-    refused = concat_rows(
-        [refusals(duplicate_links, refused_dup), refusals(cross_links, refused_cross)]
+    agencies, tokens = keys["agency"].to_numpy(object), keys["person_token"].to_numpy(object)
+    node = {(agencies[i], tokens[i]): local for local, i in enumerate(subset)}
+    outcomes = []
+    for links, ends, same_person in ((duplicates, ends_dup, True), (cross, ends_cross, False)):
+        checked = risky[component[ends[:, 0]]] if len(ends) else np.zeros(0, dtype=bool)
+        kept, refused, over = forest.add_links(links[checked], node, same_person)
+        keep = ~checked
+        keep[kept] = True  # positions: links are numbered 0..n-1 in weight order
+        outcomes.append((links[keep], refusals(links, refused), refusals(links, over)))
+    cluster = subset_roots(component, subset, forest)
+    return Clusters(
+        records=keys[list(RECORD_KEY)].assign(cluster=cluster),
+        kept=concat_rows([o[0] for o in outcomes]),
+        refused=concat_rows([o[1] for o in outcomes]),
+        identifier_conflicts=concat_rows([o[2] for o in outcomes]),
     )
-    conflicting = concat_rows(
-        [refusals(duplicate_links, over_dup), refusals(cross_links, over_cross)]
-    )
-    clusters = keys[list(RECORD_KEY)].assign(cluster=[forest.root(i) for i in range(len(keys))])
-    return Clusters(records=clusters, kept=kept, refused=refused, identifier_conflicts=conflicting)
+
+
+def link_nodes(keys: pd.DataFrame, links: pd.DataFrame) -> np.ndarray:
+    """(left, right) row of each link's records in keys, shape (n links, 2); KeyError for a
+    record not in keys."""
+    index = pd.MultiIndex.from_arrays([keys["agency"], keys["person_token"]])
+    ends = []
+    for side in ("l", "r"):
+        wanted = pd.MultiIndex.from_arrays([links[f"agency_{side}"], links[f"person_token_{side}"]])
+        ends.append(index.get_indexer(wanted))
+    nodes = np.column_stack(ends).astype(np.int64) if ends[0].size else np.empty((0, 2), np.int64)
+    if (nodes < 0).any():
+        raise KeyError("a link names a record that is not among the records")
+    return nodes
+
+
+def components(n: int, edges: np.ndarray) -> np.ndarray:
+    """Connected component number of each of n nodes under the (n edges, 2) edges."""
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def several_per_group(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group number, True when its members hold more than one distinct value (>= 0)."""
+    present = values >= 0
+    width = np.int64(values.max() + 1) if present.any() else np.int64(1)
+    pairs = np.unique(groups[present].astype(np.int64) * width + values[present])
+    return np.bincount(pairs // width, minlength=n_groups) > 1
+
+
+def may_conflict(keys: pd.DataFrame, component: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """Per component, True when its records hold two NHS number tokens, two UPN tokens, or two
+    groups of duplicate-linked records (`person`) of one agency."""
+    n = int(component.max()) + 1 if len(component) else 0
+    risky = np.zeros(n, dtype=bool)
+    for column in ("nhs_token", "upn_token"):
+        codes = pd.factorize(keys[column].to_numpy(object), use_na_sentinel=True)[0]
+        risky |= several_per_group(component, codes, n)
+    agency, names = pd.factorize(keys["agency"].to_numpy(object))
+    width = max(len(names), 1)
+    by_agency = several_per_group(component * width + agency, person, width * n)
+    return risky | by_agency.reshape(n, width).any(axis=1)
+
+
+def subset_roots(
+    component: np.ndarray, subset: np.ndarray, forest: ConstrainedUnionFind
+) -> np.ndarray:
+    """Each record's cluster: its component's smallest record, or for records run through the
+    forest (subset, in ascending order) the record at its root."""
+    smallest = np.full(int(component.max()) + 1 if len(component) else 0, len(component))
+    np.minimum.at(smallest, component, np.arange(len(component)))
+    cluster = smallest[component]
+    cluster[subset] = subset[[forest.root(i) for i in range(len(subset))]]
+    return cluster
 
 
 def records_in_key_order(records: pd.DataFrame) -> pd.DataFrame:
@@ -323,6 +399,20 @@ def fresh_child_id(agency: str, token: str, used: set[str]) -> str:
     return candidate
 
 
+def fresh_child_ids(keys: pd.Series, used: set[str]) -> dict[int, str]:
+    """A fresh id for each cluster of keys (cluster -> smallest key, in key order), handed out
+    in key order, each one never used before nor given to an earlier cluster."""
+    first_tries = [child_id_of(*key.split("|", 1)) for key in keys]
+    if used.isdisjoint(first_tries) and len(set(first_tries)) == len(first_tries):
+        return dict(zip(keys.index, first_tries, strict=True))  # the common case, all at once
+    given = {}
+    for cluster, key in keys.items():
+        agency, token = key.split("|", 1)
+        given[cluster] = fresh_child_id(agency, token, used)
+        used.add(given[cluster])
+    return given
+
+
 LAST_PERIOD = "~"  # sorts after every period label: an id with no known period is the youngest
 
 
@@ -344,9 +434,12 @@ def id_votes(clusters: pd.DataFrame, keys: pd.Series, state: IdState) -> pd.Data
 
 
 def cluster_keys(clusters: pd.DataFrame) -> pd.Series:
-    """Each cluster's smallest 'agency|person_token'."""
-    keys = clusters["agency"].astype(str) + "|" + clusters["person_token"].astype(str)
-    return keys.groupby(clusters["cluster"]).min()
+    """Each cluster's smallest 'agency|person_token' (index: cluster), in order of the keys."""
+    keys = (clusters["agency"].astype(str) + "|" + clusters["person_token"].astype(str)).to_numpy()
+    order = pc.sort_indices(pa.array(keys, pa.string())).to_numpy()
+    cluster = clusters["cluster"].to_numpy()[order]
+    first = ~pd.Series(cluster).duplicated().to_numpy()
+    return pd.Series(keys[order][first], index=cluster[first], dtype=object)
 
 
 def assign_child_ids(
@@ -362,12 +455,7 @@ def assign_child_ids(
         if cluster not in given and child_id not in taken:
             given[cluster] = child_id
             taken.add(child_id)
-    used = state.used_ids() | taken
-    for cluster, key in sorted(keys.items(), key=lambda item: item[1]):
-        if cluster not in given:
-            agency, token = key.split("|", 1)
-            given[cluster] = fresh_child_id(agency, token, used)
-            used.add(given[cluster])
+    given.update(fresh_child_ids(keys[~keys.index.isin(list(given))], state.used_ids() | taken))
     child_ids = clusters["cluster"].map(given).rename("child_id")
     retired = retired_ids(votes, given, period)
     return child_ids, updated_id_state(state, clusters.assign(child_id=child_ids), retired, period)
@@ -412,7 +500,7 @@ def latest_period(previous: pd.Series, period: str | None) -> pd.Series:
     """The later of each previous last-seen period and this run's period (None: unchanged)."""
     if period is None:
         return previous
-    values = [
-        period if pd.isna(p) or str(p) < period else p for p in previous.to_numpy(dtype=object)
-    ]
-    return pd.Series(np.array(values, dtype=object), index=previous.index)
+    text = previous.astype("string")
+    later = (text.isna() | (text < period)).to_numpy(dtype=bool)
+    values = np.where(later, period, previous.to_numpy(dtype=object))
+    return pd.Series(values.astype(object), index=previous.index)

@@ -276,3 +276,29 @@ def test_reading_an_empty_directory_gives_an_empty_state(tmp_path: Path, period)
     child_ids, after = assign_child_ids(groups, state, period)
     assert list(child_ids) == [child_id_of("education", "e1")]
     assert after.registry.first_seen_period.tolist() == [period]
+
+
+def test_a_conflicting_child_beside_a_clean_one_keeps_links_in_weight_order() -> None:
+    """Components without a possible conflict are kept whole, the others go link by link: one
+    call gives both the same answer as each alone, kept links strongest first, and every
+    cluster is numbered by its smallest record."""
+    people = records(
+        ("care", "c1", None, None),
+        ("education", "e1", None, None),
+        ("health", "h1", "N1", None),
+        ("care", "c2", "N2", None),
+        ("education", "e2", None, None),
+        ("health", "h2", "N3", None),
+    )
+    cross = links(
+        ("education", "e1", "health", "h1", 9.0),  # clean: one number in the child
+        ("health", "h1", "care", "c1", 5.0),
+        ("education", "e2", "health", "h2", 8.0),  # conflicting: N2 and N3 meet through e2
+        ("education", "e2", "care", "c2", 7.0),
+    )
+    clustered = cluster_records(people, NO_LINKS, cross)
+    child = children(clustered)
+    assert child["c1"] == child["e1"] == child["h1"] == 0  # 'care|c1' is the smallest record
+    assert child["e2"] == child["h2"] != child["c2"]
+    assert list(clustered.kept.match_weight) == [9.0, 8.0, 5.0]
+    assert list(clustered.refused.reason) == [NHS_CONFLICT]
