@@ -5,8 +5,10 @@
 --     as 'c' too; zero shown as '0'; 'z' (not applicable) where the rate is undefined
 --     (denominator 0).
 --   'nhs' (cells drawing on health data): counts of 1-7 shown as '*', other counts rounded to
---     the nearest 5; percentages computed from the rounded counts; medians shown only where
---     n >= 8; 'z' where the figure is undefined (no one in the cohort).
+--     the nearest 5; percentages and rates computed from the rounded counts; medians shown
+--     only where n >= 8; 'z' where the figure is undefined (no one in the cohort).
+--   'none' (cells counting no people, e.g. extracts delivered): shown as they are.
+-- A count (statistic 'count', activity) is its numerator, shown under its rule.
 -- Not yet done (a later issue): secondary suppression. A suppressed cell can still be
 -- recovered by subtraction from its siblings and the 'all' total (e.g. N = all - K - E) or
 -- across overlapping geographies; published tables must not be released outside the
@@ -34,7 +36,7 @@ CREATE OR REPLACE TEMP MACRO nhs_count(n) AS
 
 CREATE TABLE published_metrics AS
 WITH cells AS (
-    SELECT v.*, m.statistic, m.disclosure_rule, m.decimals
+    SELECT v.*, m.statistic, m.disclosure_rule, m.decimals, m.per
     FROM metric_values AS v
     JOIN metric_catalogue AS m ON m.id = v.metric_id
 ),
@@ -61,7 +63,7 @@ dfe_medians AS (
     FROM cells
     WHERE disclosure_rule = 'dfe' AND statistic = 'median'
 ),
--- Percentages of counts drawing on health data: computed from the rounded counts.
+-- Percentages and rates of counts drawing on health data: computed from the rounded counts.
 nhs_proportions AS (
     SELECT
         metric_id, period, la_code, cohort, cohort_value,
@@ -69,11 +71,41 @@ nhs_proportions AS (
         nhs_count(denominator) AS published_denominator,
         CASE WHEN denominator = 0 THEN 'z'
              WHEN nhs_small(numerator) OR nhs_small(denominator) THEN '*'
-             ELSE fmt_number(100.0 * nhs_round(numerator) / nhs_round(denominator), decimals)
+             ELSE fmt_number(
+                 CASE statistic WHEN 'rate' THEN per ELSE 100.0 END
+                     * nhs_round(numerator) / nhs_round(denominator), decimals)
         END AS published_value,
         unit, disclosure_rule
     FROM cells
-    WHERE disclosure_rule = 'nhs' AND statistic = 'proportion'
+    WHERE disclosure_rule = 'nhs' AND statistic IN ('proportion', 'rate')
+),
+-- Counts (activity): the count under its rule.
+counts AS (
+    SELECT
+        metric_id, period, la_code, cohort, cohort_value,
+        CASE disclosure_rule WHEN 'dfe' THEN dfe_count(numerator)
+                             WHEN 'nhs' THEN nhs_count(numerator)
+                             ELSE CAST(CAST(numerator AS BIGINT) AS VARCHAR) END
+            AS published_numerator,
+        CAST(NULL AS VARCHAR) AS published_denominator,
+        CASE disclosure_rule WHEN 'dfe' THEN dfe_count(numerator)
+                             WHEN 'nhs' THEN nhs_count(numerator)
+                             ELSE CAST(CAST(numerator AS BIGINT) AS VARCHAR) END
+            AS published_value,
+        unit, disclosure_rule
+    FROM cells
+    WHERE statistic = 'count'
+),
+-- Figures that count no people: shown as they are.
+undisclosive AS (
+    SELECT
+        metric_id, period, la_code, cohort, cohort_value,
+        CAST(CAST(numerator AS BIGINT) AS VARCHAR) AS published_numerator,
+        CAST(CAST(denominator AS BIGINT) AS VARCHAR) AS published_denominator,
+        CASE WHEN value IS NULL THEN 'z' ELSE fmt_number(value, decimals) END AS published_value,
+        unit, disclosure_rule
+    FROM cells
+    WHERE disclosure_rule = 'none' AND statistic IN ('proportion', 'rate')
 ),
 -- Medians of health data: the number measured is a count; the median needs n >= 8.
 nhs_medians AS (
@@ -122,6 +154,8 @@ published AS (
     UNION ALL SELECT * FROM nhs_medians
     UNION ALL SELECT * FROM dfe_medians
     UNION ALL SELECT * FROM dfe_ratios
+    UNION ALL SELECT * FROM counts
+    UNION ALL SELECT * FROM undisclosive
 )
 SELECT
     *,
