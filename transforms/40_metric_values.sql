@@ -13,7 +13,9 @@
 -- has no cells at all, never partial ones, and its units there are left out.
 -- In each frame: one cell per cohort dimension the catalogue lists and per value of it
 -- (ref_cohort_value) plus 'all', present even when empty. The values of one dimension
--- partition 'all' (a unit always has exactly one value of each dimension).
+-- partition 'all': a unit has exactly one value of each dimension (a child attribute from
+-- dim_child_period or the unit, a unit attribute such as service from the unit alone), and
+-- the build fails when a unit lacks a value of a dimension its metric lists.
 -- Statistics (catalogue `statistic`), over the units of a cell:
 --   proportion  numerator = sum(numerator), denominator = sum(denominator),
 --               value = 100 * numerator / denominator (percent; NULL when denominator is 0)
@@ -30,7 +32,8 @@
 --               partition anything. int_ratio_parts keeps the counts behind both rates for
 --               disclosure control (50_published_metrics.sql).
 -- The unit comes from metric_catalogue. A unit of a metric missing from the catalogue, an
--- unknown statistic, or a unit with a cohort value outside ref_cohort_value fails the build.
+-- unknown statistic, a unit with a cohort value outside ref_cohort_value, or one without a
+-- value of a listed dimension fails the build.
 
 SELECT error('metric(s) missing from transforms/catalogue/*.json: '
              || string_agg(DISTINCT metric_id, ', ' ORDER BY metric_id))
