@@ -2,10 +2,15 @@
 
 Primary suppression hides the counts in a rule's band (dfe 1-4, nhs 1-7; see
 transforms/49_disclosure_counts.sql). A hidden count can still be worked out from what is shown:
-the non-'all' values of a cohort dimension add up to 'all' (N = all - K - E), metrics whose
-numerators partition a shared denominator add up to it (known to 1, 2 or 3 services), and one
-count is published by every metric whose catalogue text names it. This module hides further
-counts ("complements") until no hidden count can be narrowed below its rule's band width.
+the non-'all' values of a cohort dimension add up to 'all' (N = all - K - E) where the
+dimension partitions (ref_cohort_value.partitions; not identifier or agency_pair, whose values
+count one record or child more than once and have no 'all'), metrics whose numerators partition
+a shared denominator add up to it (known to 1, 2 or 3 services), counts the catalogue texts
+declare adding up (int_count_sums: contacts offered = not attended + attended), and one count is
+published by every metric whose catalogue text names it, or that int_count_aliases names as it.
+This module hides further counts ("complements") until no hidden count can be narrowed below its
+rule's band width. Every sum is checked against the true counts: a sum that does not hold fails
+the build rather than being assumed.
 
 It works on int_disclosure_counts (one row per count a cell publishes) as a system of sums
 `total = part + part + ...` over integer counts, each known to a reader as an interval (exact
@@ -75,9 +80,23 @@ class CountItem:
     shown_low: int
     shown_high: int
     protection: int
+    # The count's identity when int_count_aliases names the row as another count, else None.
+    count_definition: str | None = None
+    count_cohort: str | None = None
+    count_value: str | None = None
+    # Whether the values of the row's own dimension add up to 'all'.
+    partitions: bool = True
 
     @property
     def key(self) -> Key:
+        if self.count_definition is not None:
+            return (
+                self.count_definition,
+                self.period,
+                self.la_code,
+                self.count_cohort or "",
+                self.count_value or "",
+            )
         return count_key(self.definition, self.period, self.la_code, self.cohort, self.cohort_value)
 
 
@@ -119,6 +138,17 @@ def read_count_items(con: duckdb.DuckDBPyConnection) -> list[CountItem]:
     return [CountItem(*row) for row in rows]
 
 
+def read_declared_sums(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """The texts int_count_sums declares adding up: total text -> part texts."""
+    sums: dict[str, list[str]] = defaultdict(list)
+    rows = con.execute(
+        "SELECT total_definition, part_definition FROM int_count_sums ORDER BY ALL"
+    ).fetchall()
+    for total, part in rows:
+        sums[total].append(part)
+    return dict(sums)
+
+
 def merge_counts(items: Iterable[CountItem]) -> dict[Key, Count]:
     """One Count per key: hidden if any cell hides it, with the narrowest shown interval and
     the widest protection of the cells that publish it."""
@@ -151,21 +181,55 @@ def merge_counts(items: Iterable[CountItem]) -> dict[Key, Count]:
     return merged
 
 
-def partition_equations(counts: Iterable[Key]) -> list[Equation]:
-    """'all' = the sum of the other values of each definition, period, area and dimension."""
-    parts: dict[tuple[str, str, str, str], list[Key]] = defaultdict(list)
+def holding(equations: Iterable[Equation], counts: Mapping[Key, int], what: str) -> list[Equation]:
+    """The equations, each checked against the true counts: one that does not hold is a
+    wrong assumption about the definitions and fails the build."""
+    checked = sorted(set(equations), key=lambda e: e.members)
+    for e in checked:
+        if counts[e.total] != sum(counts[p] for p in e.parts):
+            raise DisclosureError(
+                f"{e.total}: {what} does not hold ({counts[e.total]} is not the sum of "
+                f"{[counts[p] for p in e.parts]})"
+            )
+    return checked
+
+
+def partition_equations(items: Iterable[CountItem]) -> list[Equation]:
+    """'all' = the sum of the other values of each definition, period, area and dimension
+    whose values partition it (each count under its identity, which an alias may make another
+    text's: the count is then in the sums of both texts)."""
+    parts: dict[tuple[str, str, str, str], set[Key]] = defaultdict(set)
     totals: dict[tuple[str, str, str], Key] = {}
-    for key in counts:
-        definition, period, la_code, cohort, value = key
-        if value == "all":
-            totals[(definition, period, la_code)] = key
-        else:
-            parts[(definition, period, la_code, cohort)].append(key)
-    return [
+    values: dict[Key, int] = {}
+    for item in items:
+        values[item.key] = item.count
+        if item.cohort_value == "all":
+            totals[(item.definition, item.period, item.la_code)] = item.key
+        elif item.partitions:
+            parts[(item.definition, item.period, item.la_code, item.cohort)].add(item.key)
+    equations = [
         Equation(totals[group[:3]], tuple(sorted(members)))
         for group, members in sorted(parts.items())
         if group[:3] in totals
     ]
+    return holding(equations, values, "the partition of 'all' by a cohort dimension")
+
+
+def declared_sum_equations(
+    counts: Mapping[Key, Count], sums: Mapping[str, Sequence[str]]
+) -> list[Equation]:
+    """total = the sum of its parts, for the texts int_count_sums declares adding up, in every
+    period, area and cohort value where all of them are published."""
+    equations = []
+    for key in sorted(counts):
+        definition, *place = key
+        if definition not in sums:
+            continue
+        parts = tuple((part, *place) for part in sums[definition])
+        if all(p in counts for p in parts):
+            equations.append(Equation(key, parts))
+    values = {key: c.count for key, c in counts.items()}
+    return holding(equations, values, "a sum int_count_sums declares")
 
 
 def complementary_metric_equations(items: Sequence[CountItem]) -> list[Equation]:
@@ -425,7 +489,11 @@ def suppressed_counts(con: duckdb.DuckDBPyConnection) -> pa.Table:
     complement (loaded as int_suppressed_counts for 50_published_metrics.sql)."""
     items = read_count_items(con)
     counts = merge_counts(items)
-    equations = partition_equations(counts) + complementary_metric_equations(items)
+    equations = (
+        partition_equations(items)
+        + complementary_metric_equations(items)
+        + declared_sum_equations(counts, read_declared_sums(con))
+    )
     by_block: dict[tuple[str, str], list[Equation]] = defaultdict(list)
     for equation in equations:
         by_block[(equation.total[1], equation.total[2])].append(equation)

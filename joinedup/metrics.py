@@ -57,6 +57,7 @@ PUBLISHED_TABLES: frozenset[str] = frozenset(
         "ref_period",
         "ref_ethnicity_group",
         "ref_cohort_value",
+        "ref_extract",
         "deliveries",
         "metric_catalogue",
         "metric_benchmarks",
@@ -152,6 +153,9 @@ CODE_LISTS_SCHEMA = pa.schema(
 REF_ETHNICITY_GROUP_SCHEMA = pa.schema(
     [("ethnicity", pa.string()), ("ethnicity_group", pa.string())]
 )
+REF_EXTRACT_SCHEMA = pa.schema(
+    [("extract", pa.string()), ("agency", pa.string()), ("source_return", pa.string())]
+)
 DELIVERIES_SCHEMA = pa.schema(
     [
         ("extract", pa.string()),
@@ -191,6 +195,7 @@ METRIC_CATALOGUE_SCHEMA = pa.schema(
         ("activity_or_outcome", pa.string()),
         ("period_kinds", pa.list_(pa.string())),
         ("source_extracts", pa.list_(pa.string())),
+        ("theme", pa.string()),
         ("per", pa.float64()),
         (
             "ratio",
@@ -209,8 +214,9 @@ METRIC_CATALOGUE_SCHEMA = pa.schema(
         ),
     ]
 )
-# Catalogue fields an entry may leave out (null): the others are required.
-OPTIONAL_CATALOGUE_FIELDS = frozenset({"benchmark", "per", "ratio"})
+# Catalogue fields an entry may leave out (null): the others are required. `theme` is not
+# written in an entry: read_catalogue sets it to the name of the entry's theme file.
+OPTIONAL_CATALOGUE_FIELDS = frozenset({"benchmark", "per", "ratio", "theme"})
 METRIC_BENCHMARKS_SCHEMA = pa.schema(
     [
         ("metric_id", pa.string()),
@@ -363,6 +369,7 @@ def load_reference_tables(
         [{"ethnicity": code, "ethnicity_group": group} for code, group in groups.items()],
         REF_ETHNICITY_GROUP_SCHEMA,
     )
+    load_table(con, "ref_extract", extract_rows(), REF_EXTRACT_SCHEMA)
     load_table(con, "deliveries", delivery_rows(sources), DELIVERIES_SCHEMA)
     catalogue = read_catalogue(transforms_dir / CATALOGUE_DIR)
     load_table(con, "metric_catalogue", catalogue_rows(catalogue), METRIC_CATALOGUE_SCHEMA)
@@ -465,6 +472,14 @@ def code_list_rows() -> list[dict[str, str]]:
     ]
 
 
+def extract_rows() -> list[dict[str, str]]:
+    """Every extract contract with its agency: the extracts each area is expected to deliver."""
+    return [
+        {"extract": name, "agency": c.agency, "source_return": c.source_return}
+        for name, c in sorted(contracts().items())
+    ]
+
+
 def delivery_rows(sources: Mapping[str, Sequence[SourceFile]]) -> list[dict[str, str]]:
     return [
         {
@@ -486,12 +501,17 @@ def catalogue_files(catalogue_dir: Path) -> list[Path]:
 
 
 def read_catalogue(catalogue_dir: Path) -> list[dict[str, Any]]:
-    """The metric catalogue: the entries of every theme file, in theme order; one entry per
-    metric id across all files, each with every required field."""
+    """The metric catalogue: the entries of every theme file, in theme order, each with its
+    `theme` (the file's name); one entry per metric id across all files, each with every
+    required field."""
     files = catalogue_files(catalogue_dir)
     if not files:
         raise FileNotFoundError(f"no catalogue theme files in {catalogue_dir}")
-    entries = [entry for path in files for entry in json.loads(path.read_text(encoding="utf-8"))]
+    entries = [
+        {**entry, "theme": path.stem}
+        for path in files
+        for entry in json.loads(path.read_text(encoding="utf-8"))
+    ]
     ids = [entry["id"] for entry in entries]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:

@@ -1,7 +1,8 @@
 """Render one self-contained HTML outcome report per area and period from the published warehouse.
 
 Reads the warehouse read-only and only its published tables: `published_metrics`,
-`metric_catalogue`, `metric_benchmarks`, `published_linkage_quality` (linkage_quality with its
+`metric_catalogue`, `metric_benchmarks`, `ref_cohort_value` (cohort labels),
+`published_linkage_quality` (linkage_quality with its
 counts disclosure-controlled), `published_linkage_qa` (the linkage QA of
 transforms/70_linkage_qa.sql, disclosure-controlled) and `manifest`; never the restricted
 `metric_values`, `linkage_quality` or `linkage_qa`, which hold unrounded small counts.
@@ -26,19 +27,47 @@ from joinedup.synth import AREAS
 TEMPLATE = "area_report.html.j2"
 AREA_NAMES: Mapping[str, str] = {area.la_code: area.name for area in AREAS}
 
-# Cohort values the metrics use beyond the census SEN provision codes, in display order.
+# Cohort values of ratio groups and totals, which ref_cohort_value does not list.
 EXTRA_COHORT_LABELS = {
     "SEN": "Any SEN (SEN support or EHC plan)",
-    "X": "Not on the school census",
     "all": "All",
 }
-COHORT_ORDER = ("N", "K", "E", "SEN", "X", "all")
+# The breakdowns a report shows, in this order, where a metric lists them (the others, such as
+# age band or ethnic group, are in the warehouse for analysts): one table per breakdown.
+REPORTED_DIMENSIONS = (
+    "sen_status",
+    "care_status",
+    "service",
+    "flow",
+    "identifier",
+    "agency_pair",
+    "agency",
+)
+DIMENSION_TITLES = {
+    "sen_status": "SEN status",
+    "care_status": "Social care involvement",
+    "service": "Health service",
+    "flow": "Referral flow",
+    "identifier": "Identifier",
+    "agency_pair": "Agencies",
+    "agency": "Agency",
+}
+THEME_TITLES = {
+    "education": "Education outcomes",
+    "timeliness": "Timeliness of EHC needs assessments and plans",
+    "health": "Health outcomes",
+    "care": "Social care",
+    "integration": "Integration across services",
+    "data_quality": "Data quality as an outcome of partnership",
+    "activity": "Activity counts",
+}
 UNIT_SUFFIX = {"percent": "%", "per 100": " per 100", "weeks": " weeks", "ratio": "×"}
 DIRECTION = {
     True: "Higher is better",
     False: "Lower is better",
     None: "No better direction: it describes how the services overlap",
 }
+ACTIVITY_NOTE = "Activity, not an outcome: a count of what services did, shown beside the outcomes"
 SUPPRESSION_SYMBOLS = frozenset({"c", "*", "z", "x"})
 
 
@@ -67,13 +96,32 @@ class LinkageQaRow:
 
 
 @dataclass(frozen=True)
+class CohortTable:
+    """One breakdown of a metric: its dimension and its published cells ('all' in the first
+    table of the metric only)."""
+
+    dimension: str
+    title: str
+    rows: list[CohortRow]
+
+
+@dataclass(frozen=True)
 class MetricSection:
     """One metric of an area report: its catalogue entry and its published cells."""
 
     entry: dict[str, Any]
     direction: str
     benchmark_note: str
-    rows: list[CohortRow]
+    tables: list[CohortTable]
+
+
+@dataclass(frozen=True)
+class ThemeSection:
+    """The metrics of one catalogue theme, in catalogue order."""
+
+    theme: str
+    title: str
+    sections: list[MetricSection]
 
 
 def render_reports(
@@ -88,6 +136,7 @@ def render_reports(
     settings = settings or Settings.from_env()
     with open_warehouse(warehouse_path) as con:
         catalogue = read_catalogue(con)
+        cohorts = read_cohort_values(con)
         published = read_published(con, period)
         benchmarks = read_benchmarks(con)
         linkage = read_linkage_quality(con, period)
@@ -105,7 +154,9 @@ def render_reports(
             la_code=la_code,
             area_name=area_names.get(la_code, la_code),
             period=period,
-            sections=metric_sections(catalogue, published, benchmarks, la_code),
+            themes=theme_sections(
+                metric_sections(catalogue, published, benchmarks, cohorts, la_code)
+            ),
             linkage=[row for row in linkage if row["la_code"] == la_code],
             linkage_qa=linkage_qa_rows([row for row in linkage_qa if row["la_code"] == la_code]),
             quality=[row for row in quality if row["la_code"] == la_code],
@@ -143,12 +194,18 @@ def read_catalogue(con: duckdb.DuckDBPyConnection) -> list[dict]:
 
 
 def read_published(con: duckdb.DuckDBPyConnection, period: str) -> list[dict]:
-    """The period's published cells by SEN status (the breakdown the reports show)."""
+    """The period's published cells of the breakdowns the reports show."""
     return rows(
         con,
-        "SELECT * FROM published_metrics WHERE period = ? AND cohort = 'sen_status'",
-        [period],
+        "SELECT * FROM published_metrics WHERE period = ? AND list_contains(?, cohort)",
+        [period, list(REPORTED_DIMENSIONS)],
     )
+
+
+def read_cohort_values(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict]:
+    """Label and display order of every cohort value, by (dimension, value)."""
+    found = rows(con, "SELECT cohort, cohort_value, label, sort_order FROM ref_cohort_value")
+    return {(r["cohort"], r["cohort_value"]): r for r in found}
 
 
 def read_benchmarks(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict]:
@@ -192,15 +249,19 @@ def data_docs_links(settings: Settings, report_dir: Path) -> dict[str, str]:
     return links
 
 
-def cohort_label(cohort_value: str) -> str:
-    return code_lists()["sen_provision"].get(cohort_value) or EXTRA_COHORT_LABELS.get(
-        cohort_value, cohort_value
-    )
+def cohort_label(cohorts: dict[tuple[str, str], dict], cohort: str, cohort_value: str) -> str:
+    found = cohorts.get((cohort, cohort_value))
+    return found["label"] if found else EXTRA_COHORT_LABELS.get(cohort_value, cohort_value)
 
 
-def cohort_sort_key(cohort_value: str) -> tuple[int, str]:
-    order = COHORT_ORDER.index(cohort_value) if cohort_value in COHORT_ORDER else len(COHORT_ORDER)
-    return order, cohort_value
+def cohort_sort_key(
+    cohorts: dict[tuple[str, str], dict], cohort: str, cohort_value: str
+) -> tuple[int, int, str]:
+    """ref_cohort_value order; ratio groups (such as SEN) after the listed values; 'all' last."""
+    found = cohorts.get((cohort, cohort_value))
+    if found:
+        return 0, found["sort_order"], cohort_value
+    return (2 if cohort_value == "all" else 1), 0, cohort_value
 
 
 def with_unit(value: str | None, unit: str) -> str:
@@ -233,39 +294,74 @@ def metric_sections(
     catalogue: list[dict],
     published: list[dict],
     benchmarks: dict[tuple[str, str], dict],
+    cohorts: dict[tuple[str, str], dict],
     la_code: str,
 ) -> list[MetricSection]:
     """The report's metric sections for one area, in catalogue order (a metric without cells,
-    because an extract it needs was not delivered, gets a section without rows)."""
+    because an extract it needs was not delivered, gets a section without tables)."""
     sections = []
     for entry in catalogue:
         cells = [c for c in published if c["metric_id"] == entry["id"] and c["la_code"] == la_code]
-        cells.sort(key=lambda c: cohort_sort_key(c["cohort_value"]))
-        cohort_rows = [
-            CohortRow(
-                cohort_value=c["cohort_value"],
-                label=cohort_label(c["cohort_value"]),
-                numerator=c["published_numerator"] or "",
-                denominator=c["published_denominator"] or "",
-                value=with_unit(c["published_value"], entry["unit"]),
-                suppressed=c["suppressed"],
-                benchmark=(
-                    format_benchmark(b["value"], entry["unit"], entry["decimals"])
-                    if (b := benchmarks.get((entry["id"], c["cohort_value"])))
-                    else ""
-                ),
-            )
-            for c in cells
-        ]
+        shown = [d for d in REPORTED_DIMENSIONS if d in entry["cohort_dimensions"]]
+        shown.sort(key=entry["cohort_dimensions"].index)
+        tables = []
+        for dimension in shown:
+            found = [
+                c
+                for c in cells
+                if c["cohort"] == dimension and (not tables or c["cohort_value"] != "all")
+            ]
+            found.sort(key=lambda c: cohort_sort_key(cohorts, c["cohort"], c["cohort_value"]))
+            rows_ = [cohort_row(entry, c, benchmarks, cohorts) for c in found]
+            if rows_:
+                tables.append(CohortTable(dimension, DIMENSION_TITLES[dimension], rows_))
         sections.append(
             MetricSection(
                 entry=entry,
-                direction=DIRECTION[entry["higher_is_better"]],
+                direction=(
+                    ACTIVITY_NOTE
+                    if entry["activity_or_outcome"] == "activity"
+                    else DIRECTION[entry["higher_is_better"]]
+                ),
                 benchmark_note=benchmark_note(entry, benchmarks),
-                rows=cohort_rows,
+                tables=tables,
             )
         )
     return sections
+
+
+def cohort_row(
+    entry: dict,
+    cell: dict,
+    benchmarks: dict[tuple[str, str], dict],
+    cohorts: dict[tuple[str, str], dict],
+) -> CohortRow:
+    """One published cell as a table row, with the national figure for its cohort value."""
+    benchmark = benchmarks.get((entry["id"], cell["cohort_value"]))
+    return CohortRow(
+        cohort_value=cell["cohort_value"],
+        label=cohort_label(cohorts, cell["cohort"], cell["cohort_value"]),
+        numerator=cell["published_numerator"] or "",
+        denominator=cell["published_denominator"] or "",
+        value=with_unit(cell["published_value"], entry["unit"]),
+        suppressed=cell["suppressed"],
+        benchmark=(
+            format_benchmark(benchmark["value"], entry["unit"], entry["decimals"])
+            if benchmark
+            else ""
+        ),
+    )
+
+
+def theme_sections(sections: list[MetricSection]) -> list[ThemeSection]:
+    """The metric sections grouped by catalogue theme, themes in catalogue order."""
+    themes: dict[str, list[MetricSection]] = {}
+    for section in sections:
+        themes.setdefault(section.entry["theme"], []).append(section)
+    return [
+        ThemeSection(theme, THEME_TITLES.get(theme, theme), members)
+        for theme, members in themes.items()
+    ]
 
 
 QA_SIDE = ("agency_pair", "agency", "other_agency")

@@ -14,6 +14,10 @@ value (scipy's MILP, HiGHS). It knows:
   e.g. the known_to_services metrics' shared denominator;
 - KNOWN_PARTITIONS: metrics whose numerators add up to their shared denominator (known to
   exactly 1, 2 or 3 services);
+- KNOWN_ALIASES: one count under two texts (looked-after census pupils; census pupils with an
+  EHC plan), and KNOWN_SUMS: texts adding up (contacts offered = not attended + attended),
+  from the definitions;
+- counts of a rule 'none' (extracts delivered) count no people: nothing to recover;
 - rates: a shown proportion or rate v of counts n / d (dfe) means multiplier * n / d (100 for
   a percentage, the catalogue's `per` for a rate) is within half a unit of the last decimal of
   v, linear in n and d;
@@ -48,6 +52,7 @@ from joinedup.disclosure import (
     complementary_metric_equations,
     complementary_suppression,
     connected_systems,
+    declared_sum_equations,
     feasible_ranges,
     merge_counts,
     partition_equations,
@@ -72,6 +77,30 @@ COUNT_ROLES = {
     "ratio": (),
 }
 UNBOUNDED = 10**7
+# One count under two texts, from the definitions: (text, dimension ('' for all), value) pairs.
+CENSUS_PUPILS = "Pupils on the school census in the period"
+KNOWN_ALIASES = (
+    (
+        ("Census pupils with a looked-after episode open in the period", "", "all"),
+        (CENSUS_PUPILS, "care_status", "lac"),
+    ),
+    (
+        (
+            "Children with an EHC plan in the period (census E, or a SEN2 plan issued on or "
+            "before the period end)",
+            "sen_status",
+            "E",
+        ),
+        (CENSUS_PUPILS, "sen_status", "E"),
+    ),
+)
+# Texts adding up in every cell they share: total text -> part texts.
+KNOWN_SUMS = {
+    "Care contacts attended plus not attended in the period": (
+        "Care contacts not attended (DNA) in the period",
+        "Health care contacts attended in the period",
+    )
+}
 
 # A count: (definition text, period, area, cohort dimension ('' for 'all'), cohort value).
 Key = tuple[str, str, str, str, str]
@@ -127,7 +156,12 @@ class Recovery:
 
 
 def count_key(definition: str, period: str, la_code: str, cohort: str, value: str) -> Key:
-    return (definition, period, la_code, "" if value == "all" else cohort, value)
+    """A count's identity; a count KNOWN_ALIASES names under another text is that count."""
+    cohort = "" if value == "all" else cohort
+    for alias, same in KNOWN_ALIASES:
+        if alias == (definition, cohort, value):
+            definition, cohort, value = same
+    return (definition, period, la_code, cohort, value)
 
 
 def shown_range(text: str, rule: str) -> tuple[float, float]:
@@ -189,6 +223,8 @@ def add_counts(attacks: dict[tuple[str, str], Attack], cells, catalogue) -> None
     partitions: dict[tuple, tuple[Key | None, list[Key]]] = {}
     for c in cells:
         entry = catalogue[c["metric_id"]]
+        if c["disclosure_rule"] == "none":
+            continue
         attack = attacks[(c["period"], c["la_code"])]
         for role in COUNT_ROLES[entry["statistic"]]:
             text = c[f"published_{role}"]
@@ -229,6 +265,15 @@ def add_known_partitions(attacks, cells, catalogue) -> None:
             }
             terms[count_key(denominator, period, la_code, cohort, value)] = -1.0
             attacks[(period, la_code)].constrain(terms, 0, 0)
+
+
+def add_known_sums(attacks: dict[tuple[str, str], Attack]) -> None:
+    """KNOWN_SUMS in every period, area and cohort value where all its counts are published."""
+    for attack_ in attacks.values():
+        for key in list(attack_.variables):
+            parts = [(part, *key[1:]) for part in KNOWN_SUMS.get(key[0], ())]
+            if parts and all(p in attack_.variables for p in parts):
+                attack_.constrain({key: 1.0} | {p: -1.0 for p in parts}, 0, 0)
 
 
 def group_terms(definition: str, c: dict, cohort: str, members: Iterable[str]) -> dict[Key, float]:
@@ -303,6 +348,7 @@ def build_attacks(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], Attac
     attacks: dict[tuple[str, str], Attack] = defaultdict(Attack)
     add_counts(attacks, cells, catalogue)
     add_known_partitions(attacks, cells, catalogue)
+    add_known_sums(attacks)
     add_rates(attacks, cells, catalogue)
     return attacks
 
@@ -416,7 +462,7 @@ def item(
 
 def hidden_values(items: list[CountItem]) -> set[str]:
     counts = merge_counts(items)
-    equations = partition_equations(counts) + complementary_metric_equations(items)
+    equations = partition_equations(items) + complementary_metric_equations(items)
     return {key[-1] for key in complementary_suppression(counts, equations)}
 
 
@@ -436,7 +482,7 @@ def test_all_is_one_count_across_cohort_dimensions():
     items = [item("N", 5), item("K", 3), item("all", 8)]
     items += [item("F", 6, cohort="sex"), item("M", 2, cohort="sex"), item("all", 8, cohort="sex")]
     counts = merge_counts(items)
-    equations = partition_equations(counts)
+    equations = partition_equations(items)
     assert len(counts) == 5 and len(equations) == 2
     assert equations[0].total == equations[1].total
     assert hidden_values(items) == {"K", "N", "M", "F"}
@@ -491,7 +537,7 @@ def test_the_exact_check_protects_what_interval_propagation_misses():
     further complement (known to 1 service, A), after which it narrows no hidden count."""
     items = known_to_services_items({"A": (49, 2, 3), "B": (45, 22, 2), "C": (43, 9, 1)}, "nhs")
     counts = merge_counts(items)
-    equations = partition_equations(counts) + complementary_metric_equations(items)
+    equations = partition_equations(items) + complementary_metric_equations(items)
     propagated = propagated_suppression(counts, equations)
     k3_a = next(k for k in counts if k[0] == "num-k3" and k[-1] == "A")
     assert feasible_ranges(counts, equations, propagated)[k3_a] == (1, 7)
@@ -510,10 +556,71 @@ def test_counts_split_into_systems_that_share_no_count():
     family = known_to_services_items({"A": (9, 2, 0)}, "dfe")
     items = plain + other + family
     counts = merge_counts(items)
-    equations = partition_equations(counts) + complementary_metric_equations(items)
+    equations = partition_equations(items) + complementary_metric_equations(items)
     systems = connected_systems(counts, equations)
     assert sorted(len(c) for c, _ in systems) == [2, 3, 8]
     assert sum(len(e) for _, e in systems) == len(equations)
+
+
+def test_a_dimension_that_does_not_partition_gives_no_sum_but_keeps_primary_suppression():
+    """identifier-like values (one record under two values) are not summed to 'all': the small
+    value is hidden, and no complement is taken for it."""
+    items = [item(v, n, cohort="identifier", partitions=False) for v, n in (("a", 3), ("b", 9))]
+    items += [item("all", 12)]
+    assert partition_equations(items) == []
+    assert hidden_values(items) == {"a"}
+
+
+def test_a_sum_that_does_not_hold_fails_rather_than_being_assumed():
+    """A dimension declared as partitioning whose values do not add up to 'all' fails."""
+    items = [item("N", 5), item("K", 3), item("all", 9)]
+    with pytest.raises(DisclosureError, match="does not hold"):
+        partition_equations(items)
+
+
+def test_an_alias_is_one_count_in_the_sums_of_both_texts():
+    """Looked-after pupils (all) of one text and census pupils of care status lac of another
+    are one count, in both texts' sums: hidden under one (3), it needs a complement in the
+    other's (census pupils of care status none)."""
+    lac_all = item(
+        "all",
+        3,
+        definition="lac",
+        count_definition="pupils",
+        count_cohort="care_status",
+        count_value="lac",
+    )
+    looked_after = [item("N", 2, definition="lac"), item("K", 1, definition="lac"), lac_all]
+    pupils = [
+        item("none", 98, cohort="care_status", definition="pupils"),
+        item("lac", 3, cohort="care_status", definition="pupils"),
+        item("all", 101, definition="pupils"),
+    ]
+    items = looked_after + pupils
+    equations = partition_equations(items)
+    alias = ("pupils", "p", "a", "care_status", "lac")
+    assert lac_all.key == alias
+    assert sum(alias in e.members for e in equations) == 2
+    hidden = complementary_suppression(merge_counts(items), equations)
+    assert ("pupils", "p", "a", "care_status", "none") in hidden
+
+
+def test_declared_sums_hold_in_every_shared_cell():
+    """Contacts offered = not attended + attended where all three are published: a hidden
+    not-attended count (3) then needs a complement."""
+    items = [
+        item("all", 30, definition="offered"),
+        item("all", 3, definition="dna"),
+        item("all", 27, definition="attended"),
+    ]
+    counts = merge_counts(items)
+    sums = {"offered": ["dna", "attended"]}
+    equations = declared_sum_equations(counts, sums)
+    assert len(equations) == 1
+    assert len(complementary_suppression(counts, equations)) == 2
+    broken = merge_counts([*items[:2], item("all", 26, definition="attended")])
+    with pytest.raises(DisclosureError, match="does not hold"):
+        declared_sum_equations(broken, sums)
 
 
 def test_cells_naming_one_count_must_agree():

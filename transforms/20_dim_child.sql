@@ -16,6 +16,9 @@
 --       ethnicity_group: the group of the ethnicity code (ref_ethnicity_group); 'Unknown'
 --         when absent (as for the codes REFU and NOBT).
 --       fsm: 'eligible' or 'not eligible' from the census; 'unknown' when not on the census.
+--       care_status: the child's involvement with children's social care in the period, from
+--         int_child_services (16_child_services.sql), by precedence: 'lac' looked after, else
+--         'cpp' on a child protection plan, else 'cin' a child in need, else 'none'.
 --     Each attribute is taken within the period, so adding a period never changes another's.
 --   dim_child: one row per child with its stable attributes (birth month, sex, ethnicity) and
 --     its area, as recorded in the latest period the child appears in, by the same precedence.
@@ -48,9 +51,14 @@ SELECT
     coalesce(p.ethnicity_group, 'Unknown') AS ethnicity_group,
     CASE WHEN p.fsm_eligible THEN 'eligible'
          WHEN NOT p.fsm_eligible THEN 'not eligible'
-         ELSE 'unknown' END AS fsm
+         ELSE 'unknown' END AS fsm,
+    CASE WHEN s.looked_after THEN 'lac'
+         WHEN s.protection_plan THEN 'cpp'
+         WHEN s.in_need THEN 'cin'
+         ELSE 'none' END AS care_status
 FROM stg_person AS p
 LEFT JOIN sen2_need AS n USING (child_id, period)
+LEFT JOIN int_child_services AS s USING (child_id, period)
 WHERE p.rank_in_period = 1
 ORDER BY p.period, p.la_code, p.child_id;
 

@@ -17,12 +17,16 @@
 --                events or sessions for a rate); NULL for medians and means.
 --   denominator  its contribution to the denominator (1 per unit, or sessions possible).
 --   measure      the value a median or mean is taken of (e.g. weeks waited); else NULL.
---   sen_status, primary_need, age_band, sex, ethnicity_group, fsm
+--   sen_status, primary_need, age_band, sex, ethnicity_group, fsm, care_status
 --                a cohort attribute that comes from the event itself rather than from the
 --                child's period (e.g. the census record's own SEN provision); NULL takes the
 --                child's value from dim_child_period, and a child without one there gets
---                'X' (sen_status), 'unknown' (primary_need, age_band, fsm), 'U' (sex) or
---                'Unknown' (ethnicity_group), as in 20_dim_child.sql.
+--                'X' (sen_status), 'unknown' (primary_need, age_band, fsm), 'U' (sex),
+--                'Unknown' (ethnicity_group) or 'none' (care_status), as in 20_dim_child.sql.
+--   service, flow, identifier, agency_pair, agency
+--                a cohort attribute of the unit alone (21_cohorts.sql): every unit of a metric
+--                listing one of these dimensions must carry its value (the build fails
+--                otherwise); NULL for the units of other metrics.
 --
 -- Besides, the events several metric files count, each taken once: a return repeats a
 -- record still open at year end in the next year's delivery, so each is taken from its latest
@@ -46,7 +50,13 @@ CREATE TEMP TABLE int_metric_units (
     age_band VARCHAR,
     sex VARCHAR,
     ethnicity_group VARCHAR,
-    fsm VARCHAR
+    fsm VARCHAR,
+    care_status VARCHAR,
+    service VARCHAR,
+    flow VARCHAR,
+    identifier VARCHAR,
+    agency_pair VARCHAR,
+    agency VARCHAR
 );
 
 -- SEN2 requests, one per (child, area, received date).
@@ -72,3 +82,17 @@ FROM fct_health_referrals
 QUALIFY row_number() OVER (
     PARTITION BY child_id, la_code, service, referral_received_date ORDER BY period DESC
 ) = 1;
+
+-- Children-in-need episodes, one per (child, area, CIN referral date).
+CREATE TEMP TABLE int_latest_cin_episode AS
+SELECT *
+FROM fct_cin_episodes
+QUALIFY row_number() OVER (
+    PARTITION BY child_id, la_code, cin_referral_date ORDER BY period DESC
+) = 1;
+
+-- Looked-after episodes, one per (child, area, episode start).
+CREATE TEMP TABLE int_latest_lac_episode AS
+SELECT *
+FROM fct_lac_episodes
+QUALIFY row_number() OVER (PARTITION BY child_id, la_code, decom ORDER BY period DESC) = 1;

@@ -3,6 +3,7 @@
 -- referral received to the first contact the child attended. Area: the child's, from
 -- dim_child_period in that period (education's, else health's, else care's), so the cells
 -- line up with known_to_services; the referral's own area when the child has no row there.
+-- Service: the referral's (cohort dimension service).
 
 INSERT INTO int_metric_units BY NAME
 SELECT
@@ -10,7 +11,7 @@ SELECT
     academic_year(r.referral_received_date) AS period,
     r.referral_received_date AS event_date,
     coalesce(d.la_code, r.la_code) AS la_code, r.child_id,
-    (r.first_attended_contact_date - r.referral_received_date) / 7.0 AS measure
+    (r.first_attended_contact_date - r.referral_received_date) / 7.0 AS measure, r.service
 FROM int_latest_health_referral AS r
 LEFT JOIN dim_child_period AS d
     ON d.child_id = r.child_id AND d.period = academic_year(r.referral_received_date)

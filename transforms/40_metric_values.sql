@@ -12,8 +12,12 @@
 -- years the financial year overlaps (the whole year is covered): otherwise the financial year
 -- has no cells at all, never partial ones, and its units there are left out.
 -- In each frame: one cell per cohort dimension the catalogue lists and per value of it
--- (ref_cohort_value) plus 'all', present even when empty. The values of one dimension
--- partition 'all' (a unit always has exactly one value of each dimension).
+-- (ref_cohort_value) plus 'all', present even when empty. A unit has exactly one value of
+-- each dimension (a child attribute from dim_child_period or the unit, a unit attribute such
+-- as service from the unit alone), and the build fails when a unit lacks a value of a
+-- dimension its metric lists; so the values of a dimension partition 'all'. A dimension whose
+-- values count one child or record under several values (ref_cohort_value.partitions false:
+-- identifier, agency_pair) has no 'all' cell: a sum over its values would be meaningless.
 -- Statistics (catalogue `statistic`), over the units of a cell:
 --   proportion  numerator = sum(numerator), denominator = sum(denominator),
 --               value = 100 * numerator / denominator (percent; NULL when denominator is 0)
@@ -30,7 +34,8 @@
 --               partition anything. int_ratio_parts keeps the counts behind both rates for
 --               disclosure control (50_published_metrics.sql).
 -- The unit comes from metric_catalogue. A unit of a metric missing from the catalogue, an
--- unknown statistic, or a unit with a cohort value outside ref_cohort_value fails the build.
+-- unknown statistic, a unit with a cohort value outside ref_cohort_value, or one without a
+-- value of a listed dimension fails the build.
 
 SELECT error('metric(s) missing from transforms/catalogue/*.json: '
              || string_agg(DISTINCT metric_id, ', ' ORDER BY metric_id))
@@ -99,7 +104,9 @@ WITH attributed AS (
         coalesce(u.age_band, d.age_band, 'unknown') AS age_band,
         coalesce(u.sex, d.sex, 'U') AS sex,
         coalesce(u.ethnicity_group, d.ethnicity_group, 'Unknown') AS ethnicity_group,
-        coalesce(u.fsm, d.fsm, 'unknown') AS fsm
+        coalesce(u.fsm, d.fsm, 'unknown') AS fsm,
+        coalesce(u.care_status, d.care_status, 'none') AS care_status,
+        u.service, u.flow, u.identifier, u.agency_pair, u.agency
     FROM int_metric_units AS u
     LEFT JOIN dim_child_period AS d ON d.child_id = u.child_id AND d.period = u.period
 ),
@@ -117,34 +124,54 @@ FROM placed AS p
 SEMI JOIN int_metric_frames AS r
     ON r.metric_id = p.metric_id AND r.period = p.period AND r.la_code = p.la_code;
 
--- Aggregates per metric, period, area and cohort value of every dimension; cohort NULL is
--- the total ('all').
+-- Aggregates per metric, period, area and value of each cohort dimension the metric lists
+-- (the units unpivoted to one row per dimension; a unit without a value of a unit dimension
+-- is left out here and caught below); cohort NULL is the total ('all').
 CREATE TEMP TABLE int_unit_aggregates AS
+WITH by_cohort AS (
+    UNPIVOT int_unit_cells
+    ON sen_status, primary_need, age_band, sex, ethnicity_group, fsm, care_status, service,
+       flow, identifier, agency_pair, agency
+    INTO NAME cohort VALUE cohort_value
+)
 SELECT
-    metric_id, period, la_code,
-    CASE WHEN grouping(sen_status) = 0 THEN 'sen_status'
-         WHEN grouping(primary_need) = 0 THEN 'primary_need'
-         WHEN grouping(age_band) = 0 THEN 'age_band'
-         WHEN grouping(sex) = 0 THEN 'sex'
-         WHEN grouping(ethnicity_group) = 0 THEN 'ethnicity_group'
-         WHEN grouping(fsm) = 0 THEN 'fsm' END AS cohort,
-    coalesce(sen_status, primary_need, age_band, sex, ethnicity_group, fsm, 'all')
-        AS cohort_value,
+    c.metric_id, c.period, c.la_code, c.cohort, c.cohort_value,
+    count(*) AS units,
+    sum(c.numerator) AS numerator,
+    sum(c.denominator) AS denominator,
+    count(c.measure) AS measured,
+    median(c.measure) AS median_measure,
+    avg(c.measure) AS mean_measure
+FROM by_cohort AS c
+SEMI JOIN int_metric_dimensions AS d USING (metric_id, cohort)
+GROUP BY ALL
+UNION ALL
+SELECT
+    metric_id, period, la_code, NULL AS cohort, 'all' AS cohort_value,
+    count(*) AS units,
     sum(numerator) AS numerator,
     sum(denominator) AS denominator,
     count(measure) AS measured,
     median(measure) AS median_measure,
     avg(measure) AS mean_measure
 FROM int_unit_cells
-GROUP BY GROUPING SETS (
-    (metric_id, period, la_code),
-    (metric_id, period, la_code, sen_status),
-    (metric_id, period, la_code, primary_need),
-    (metric_id, period, la_code, age_band),
-    (metric_id, period, la_code, sex),
-    (metric_id, period, la_code, ethnicity_group),
-    (metric_id, period, la_code, fsm)
-);
+GROUP BY ALL;
+
+-- The partition rule: every unit has exactly one value of each dimension its metric lists.
+SELECT error('unit(s) without a value of a cohort dimension their metric lists: '
+             || string_agg(DISTINCT metric_id || ' (' || cohort || ')', ', '))
+FROM (
+    SELECT d.metric_id, d.cohort, t.units AS total, coalesce(sum(a.units), 0) AS valued
+    FROM int_unit_aggregates AS t
+    JOIN int_metric_dimensions AS d USING (metric_id)
+    LEFT JOIN int_unit_aggregates AS a
+        ON a.metric_id = t.metric_id AND a.period = t.period AND a.la_code = t.la_code
+        AND a.cohort = d.cohort
+    WHERE t.cohort IS NULL
+    GROUP BY d.metric_id, d.cohort, t.period, t.la_code, t.units
+)
+WHERE valued <> total
+HAVING count(*) > 0;
 
 -- Every cell of every framed metric, empty or not.
 CREATE TEMP TABLE int_metric_skeleton AS
@@ -152,7 +179,8 @@ SELECT f.metric_id, f.period, f.la_code, v.cohort, v.cohort_value
 FROM int_metric_frames AS f
 JOIN int_metric_dimensions AS d USING (metric_id)
 JOIN (SELECT cohort, cohort_value FROM ref_cohort_value
-      UNION ALL SELECT DISTINCT cohort, 'all' FROM ref_cohort_value) AS v USING (cohort);
+      UNION ALL SELECT DISTINCT cohort, 'all' FROM ref_cohort_value WHERE partitions)
+    AS v USING (cohort);
 
 SELECT error('cohort value(s) outside ref_cohort_value: '
              || string_agg(DISTINCT a.cohort || '=' || a.cohort_value, ', '))

@@ -6,6 +6,8 @@
 --   'dfe' (education cells): counts of 1-4 suppressed as 'c', others shown exactly.
 --   'nhs' (cells drawing on health data): counts of 1-7 suppressed as '*', others rounded to
 --     the nearest 5.
+--   'none' (cells counting no people, e.g. extracts delivered): shown as they are. Their
+--     counts are not in int_disclosure_counts: nothing to protect, and nothing to hide.
 -- A rule is its band (the counts it suppresses), its symbol and its rounding base; the macros
 -- below are its only definition (70_linkage_qa.sql uses them too).
 --
@@ -18,6 +20,11 @@
 --     and 'all' is one count whatever the cohort dimension. One text must be one count
 --     (disclosure.py fails the build otherwise), and one count should have one text: two texts
 --     for one count would let it be shown under one and hidden under the other.
+--   count_definition, count_cohort, count_value: the count's identity, the row's own
+--     definition, dimension and value unless int_count_aliases names it as another count (one
+--     count under two texts: disclosure.py treats both as one, hidden or shown together).
+--   partitions: whether the values of the row's own dimension add up to 'all'
+--     (ref_cohort_value.partitions); disclosure.py writes a sum only for those.
 --   primary_suppressed: the count lies in its rule's band.
 --   shown_low, shown_high: the true counts a reader can infer from the shown figure (exact for
 --     dfe; +-2 for nhs, and at least 8 when not 0, since 1-7 are never shown).
@@ -30,15 +37,23 @@
 CREATE OR REPLACE TEMP MACRO fmt_number(x, decimals) AS
     printf('%.' || decimals || 'f', round(x, decimals));
 
+-- 'none' has an empty band (1-0), no symbol, no rounding and nothing to protect.
 CREATE OR REPLACE TEMP MACRO band_low(rule) AS 1;
 CREATE OR REPLACE TEMP MACRO band_high(rule) AS
-    CASE rule WHEN 'dfe' THEN 4 WHEN 'nhs' THEN 7 END;
+    CASE rule WHEN 'dfe' THEN 4 WHEN 'nhs' THEN 7 WHEN 'none' THEN 0 END;
 CREATE OR REPLACE TEMP MACRO suppression_symbol(rule) AS
     CASE rule WHEN 'dfe' THEN 'c' WHEN 'nhs' THEN '*' END;
 CREATE OR REPLACE TEMP MACRO protection_width(rule) AS
-    CASE rule WHEN 'dfe' THEN 1 WHEN 'nhs' THEN band_high(rule) - band_low(rule) END;
+    CASE rule WHEN 'dfe' THEN 1 WHEN 'nhs' THEN band_high(rule) - band_low(rule)
+              WHEN 'none' THEN 0 END;
 CREATE OR REPLACE TEMP MACRO rounding_base(rule) AS
-    CASE rule WHEN 'dfe' THEN 1 WHEN 'nhs' THEN 5 END;
+    CASE rule WHEN 'dfe' THEN 1 WHEN 'nhs' THEN 5 WHEN 'none' THEN 1 END;
+
+SELECT error('metric(s) with an unknown disclosure rule: '
+             || string_agg(id || ' (' || coalesce(disclosure_rule, 'null') || ')', ', '))
+FROM metric_catalogue
+WHERE coalesce(disclosure_rule NOT IN ('dfe', 'nhs', 'none'), true)
+HAVING count(*) > 0;
 
 CREATE OR REPLACE TEMP MACRO small_count(rule, n) AS n BETWEEN band_low(rule) AND band_high(rule);
 CREATE OR REPLACE TEMP MACRO rounded_count(rule, n) AS
@@ -81,6 +96,44 @@ JOIN metric_catalogue AS b ON b.id = r.ratio.of
 WHERE r.statistic = 'ratio' AND b.disclosure_rule <> 'dfe'
 HAVING count(*) > 0;
 
+-- One count published under two texts (dimension and value as published; '' and 'all' for the
+-- total): each row names a count and the count it is. A reader who knows the definitions knows
+-- these too, so they must be hidden or shown together.
+--   Looked-after census pupils: looked_after_share's numerator (all) and the census pupils of
+--     care status lac (suspension_rate's denominator; care status lac is looked after).
+--   Census pupils with an EHC plan: ehcp_without_health_involvement's denominator for SEN
+--     status E (census E, every one of whom has a plan) and the census pupils of status E.
+CREATE TEMP TABLE int_count_aliases AS
+SELECT * FROM (VALUES
+    ('Census pupils with a looked-after episode open in the period', '', 'all',
+     'Pupils on the school census in the period', 'care_status', 'lac'),
+    ('Children with an EHC plan in the period (census E, or a SEN2 plan issued on or before '
+     || 'the period end)', 'sen_status', 'E',
+     'Pupils on the school census in the period', 'sen_status', 'E')
+) AS t(definition, cohort, cohort_value, same_definition, same_cohort, same_value);
+
+-- Counts that add up to another (text of the total, text of a part), in every cell the three
+-- share (period, area, dimension and value): a reader who knows the definitions can subtract.
+--   Care contacts offered = not attended (dna_rate's numerator) + attended
+--     (health_contacts_attended, counted in the child's area like dna_rate).
+CREATE TEMP TABLE int_count_sums AS
+SELECT * FROM (VALUES
+    ('Care contacts attended plus not attended in the period',
+     'Care contacts not attended (DNA) in the period'),
+    ('Care contacts attended plus not attended in the period',
+     'Health care contacts attended in the period')
+) AS t(total_definition, part_definition);
+
+SELECT error('int_count_aliases or int_count_sums name a text no catalogue entry has: '
+             || string_agg(DISTINCT text, ', '))
+FROM (SELECT definition AS text FROM int_count_aliases
+      UNION ALL SELECT same_definition FROM int_count_aliases
+      UNION ALL SELECT total_definition FROM int_count_sums
+      UNION ALL SELECT part_definition FROM int_count_sums)
+WHERE text NOT IN (SELECT numerator FROM metric_catalogue
+                   UNION ALL SELECT denominator FROM metric_catalogue)
+HAVING count(*) > 0;
+
 CREATE TEMP TABLE int_disclosure_counts AS
 WITH counts AS (
     SELECT
@@ -92,9 +145,25 @@ WITH counts AS (
     FROM metric_values AS v
     JOIN metric_catalogue AS m ON m.id = v.metric_id
     JOIN int_count_roles AS r ON r.statistic = m.statistic AND r.role IS NOT NULL
+    WHERE m.disclosure_rule <> 'none'
+),
+identified AS (
+    SELECT
+        c.*,
+        coalesce(a.same_definition, c.definition) AS count_definition,
+        coalesce(a.same_cohort, CASE WHEN c.cohort_value = 'all' THEN '' ELSE c.cohort END)
+            AS count_cohort,
+        coalesce(a.same_value, c.cohort_value) AS count_value,
+        coalesce(v.partitions, true) AS partitions
+    FROM counts AS c
+    LEFT JOIN int_count_aliases AS a
+        ON a.definition = c.definition AND a.cohort_value = c.cohort_value
+        AND a.cohort = CASE WHEN c.cohort_value = 'all' THEN '' ELSE c.cohort END
+    LEFT JOIN (SELECT DISTINCT cohort, partitions FROM ref_cohort_value) AS v
+        ON v.cohort = c.cohort
 )
 SELECT
-    *,
+    * EXCLUDE (count_definition, count_cohort, count_value, partitions),
     small_count(disclosure_rule, count) AS primary_suppressed,
     CAST(CASE WHEN rounded_count(disclosure_rule, count) = 0 THEN 0
          ELSE greatest(rounded_count(disclosure_rule, count)
@@ -105,7 +174,8 @@ SELECT
     CAST(CASE WHEN rounded_count(disclosure_rule, count) = 0 THEN 0
          ELSE rounded_count(disclosure_rule, count) + rounding_base(disclosure_rule) // 2
     END AS BIGINT) AS shown_high,
-    protection_width(disclosure_rule) AS protection
-FROM counts
+    protection_width(disclosure_rule) AS protection,
+    count_definition, count_cohort, count_value, partitions
+FROM identified
 WHERE count IS NOT NULL
 ORDER BY metric_id, period, la_code, cohort, cohort_value, role;

@@ -7,13 +7,17 @@
 --   'nhs' (cells drawing on health data): counts of 1-7 shown as '*', other counts rounded to
 --     the nearest 5; rates and percentages computed from the rounded counts; 'z' where the
 --     figure is undefined (no one in the cohort).
+--   'none' (cells counting no people, e.g. extracts delivered): every figure shown as it is
+--     (its band is empty and its rounding base 1); 'z' where the figure is undefined.
 -- Primary suppression hides the counts in the band. Secondary (complementary) suppression,
 -- joinedup/disclosure.py, then hides further counts so that no hidden count can be worked out,
 -- nor narrowed below its band's width (dfe 3, nhs 6), from the rest: by subtraction from the
 -- 'all' total and the sibling values of a cohort dimension, from other metrics sharing the
--- count (one catalogue definition is one count, e.g. the known_to_services denominator) or
--- adding up to it (known to 1, 2 and 3 services add up to their denominator), and through the
--- nhs rounding intervals. int_suppressed_counts says, per count, whether it is hidden.
+-- count (one catalogue definition is one count, e.g. the known_to_services denominator; or
+-- one count under two texts, int_count_aliases) or adding up to it (known to 1, 2 and 3
+-- services add up to their denominator; the texts int_count_sums declares), and through the
+-- nhs rounding intervals. Dimensions whose values do not partition (identifier, agency_pair:
+-- no 'all' cell) give no sum; their cells are suppressed when small. int_suppressed_counts says, per count, whether it is hidden.
 -- A figure resting on a hidden count is hidden with it:
 --   proportion, rate: the value is shown only when both counts are.
 --   count: the value is the count.

@@ -10,7 +10,8 @@
 --     rules, and the structural and type rules of ingest) and the warn and batch rules of
 --     validation.
 --   dq_identifier_completeness: person records by the status of their NHS number or UPN
---     (valid, invalid, missing at source), from the accepted rows.
+--     (valid, invalid, missing at source), from the accepted rows (int_person_identifier,
+--     37_metric_identifier_quality.sql).
 
 CREATE TABLE dq_summary AS
 SELECT
@@ -42,20 +43,6 @@ WHERE d.is_current
 ORDER BY agency, period, la_code, extract, rule;
 
 CREATE TABLE dq_identifier_completeness AS
-WITH statuses AS (
-    SELECT 'education' AS agency, period, la_code, person_token, 'upn' AS identifier,
-           upn_status AS status FROM src_education_census
-    UNION SELECT 'education', period, la_code, person_token, 'upn', upn_status
-          FROM src_education_exclusions
-    UNION SELECT 'education', period, la_code, person_token, 'upn', upn_status
-          FROM src_education_sen2
-    UNION SELECT 'health', period, la_code, person_token, 'nhs_number', nhs_status
-          FROM src_health_referrals
-    UNION SELECT 'care', period, la_code, person_token, 'nhs_number', nhs_status FROM src_care_cin
-    UNION SELECT 'care', period, la_code, person_token, 'nhs_number', nhs_status FROM src_care_lac
-    UNION SELECT 'care', period, la_code, person_token, 'upn', upn_status FROM src_care_cin
-    UNION SELECT 'care', period, la_code, person_token, 'upn', upn_status FROM src_care_lac
-)
 SELECT
     agency, period, la_code, identifier,
     count(DISTINCT person_token) AS person_records,
@@ -64,7 +51,7 @@ SELECT
     count(DISTINCT person_token) FILTER (WHERE status = 'missing') AS missing,
     round(100.0 * count(DISTINCT person_token) FILTER (WHERE status = 'valid')
           / count(DISTINCT person_token), 1) AS valid_percent
-FROM statuses
+FROM int_person_identifier
 GROUP BY ALL
 ORDER BY agency, period, la_code, identifier;
 

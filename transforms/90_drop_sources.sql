@@ -24,6 +24,10 @@ DROP TABLE stg_person;
 DROP TABLE int_latest_ehc_request;
 DROP TABLE int_latest_exclusion;
 DROP TABLE int_latest_health_referral;
+DROP TABLE int_child_services;
+DROP TABLE int_latest_cin_episode;
+DROP TABLE int_latest_lac_episode;
+DROP TABLE int_person_identifier;
 DROP TABLE int_metric_units;
 DROP TABLE int_metric_dimensions;
 DROP TABLE int_metric_frames;
@@ -34,5 +38,7 @@ DROP TABLE int_metric_cells;
 DROP TABLE int_ratio_parts;
 
 DROP TABLE int_count_roles;
+DROP TABLE int_count_aliases;
+DROP TABLE int_count_sums;
 DROP TABLE int_disclosure_counts;
 DROP TABLE int_suppressed_counts;
