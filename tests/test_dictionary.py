@@ -29,10 +29,8 @@ TRANSFORMS = Settings().transforms_dir
 
 
 @pytest.fixture(scope="module")
-def con(tmp_path_factory) -> duckdb.DuckDBPyConnection:
-    root = tmp_path_factory.mktemp("dictionary")
-    build_fixture_warehouse(root / "build.duckdb", root)
-    connection = duckdb.connect(str(root / "build.duckdb"), read_only=True)
+def con(fixture_warehouse: Path) -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect(str(fixture_warehouse), read_only=True)
     yield connection
     connection.close()
 

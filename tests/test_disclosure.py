@@ -38,7 +38,6 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -391,15 +390,6 @@ def attack(con: duckdb.DuckDBPyConnection) -> list[Recovery]:
 
 def recovered(found: Iterable[Recovery]) -> list[Recovery]:
     return [r for r in found if r.exact or r.narrowed]
-
-
-@pytest.fixture(scope="module")
-def fixture_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.test_metrics import build_fixture_warehouse
-
-    root = tmp_path_factory.mktemp("disclosure")
-    build_fixture_warehouse(root / "build.duckdb", root)
-    return root / "build.duckdb"
 
 
 def test_attacker_recovers_no_suppressed_count_of_the_fixture(fixture_warehouse):

@@ -3,17 +3,17 @@ warehouse of tests/test_metrics.py (its docstring lists the fixture)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pytest
 
-from tests.test_metrics import PREV, A, B, P, build_fixture_warehouse, child_id
+from tests.test_metrics import PREV, A, B, P, child_id
 
 
 @pytest.fixture(scope="module")
-def con(tmp_path_factory) -> duckdb.DuckDBPyConnection:
-    root = tmp_path_factory.mktemp("views")
-    build_fixture_warehouse(root / "build.duckdb", root)
-    connection = duckdb.connect(str(root / "build.duckdb"), read_only=True)
+def con(fixture_warehouse: Path) -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect(str(fixture_warehouse), read_only=True)
     yield connection
     connection.close()
 
