@@ -21,7 +21,6 @@ import argparse
 import json
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from results import replace_section, section_header
+from results import replace_section, run_stage, section_header
 
 from joinedup.contracts import Period, contract
 from joinedup.settings import Settings
@@ -71,8 +70,12 @@ def hex_strings(rng: np.random.Generator, count: int, chars: int) -> pa.Array:
 
 
 def with_nulls(values: pa.Array, rng: np.random.Generator, share: float) -> pa.Array:
-    mask = rng.random(len(values)) < share
-    return pa.array(values.to_numpy(zero_copy_only=False), type=values.type, mask=mask)
+    return masked(values, rng.random(len(values)) < share)
+
+
+def masked(values: pa.Array, missing: np.ndarray) -> pa.Array:
+    """values with nulls where `missing`."""
+    return pa.array(values.to_numpy(zero_copy_only=False), type=values.type, mask=missing)
 
 
 def identities(rng: np.random.Generator, children: int, bloom_bits: int) -> dict[str, pa.Array]:
@@ -82,8 +85,12 @@ def identities(rng: np.random.Generator, children: int, bloom_bits: int) -> dict
     months = rng.integers(0, 18 * 12, children)  # born 2006-09 .. 2024-08: aged 0-17
     return {
         **tokens,
-        "nhs_token": pa.array(tokens["nhs_token"].to_numpy(zero_copy_only=False), mask=nhs_missing),
+        "nhs_token": masked(tokens["nhs_token"], nhs_missing),
         "nhs_status": pa.array(np.where(nhs_missing, "missing", "valid")),
+        # one 16-hex-digit token per position (10) and per adjacent pair of positions (9)
+        "nhs_near_tokens": masked(hex_strings(rng, children, 16 * 10), nhs_missing),
+        "nhs_near2_tokens": masked(hex_strings(rng, children, 16 * 9), nhs_missing),
+        "address_bloom": hex_strings(rng, children, bloom_bits // 4),
         "forename_bloom": hex_strings(rng, children, bloom_bits // 4),
         "surname_bloom": hex_strings(rng, children, bloom_bits // 4),
         "birth_ym": pa.array([f"{2006 + (m + 8) // 12}-{(m + 8) % 12 + 1:02d}" for m in months]),
@@ -395,16 +402,6 @@ def stage_reference(typed_path: str) -> dict[str, Any]:
     }
 
 
-def run_stage(*args: str) -> dict[str, Any]:
-    """Run one stage of this script in a fresh Python process; returns its JSON result."""
-    done = subprocess.run(
-        [sys.executable, __file__, "--stage", *args], capture_output=True, text=True, check=False
-    )
-    if done.returncode:
-        raise RuntimeError(f"stage {args[0]} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 # --- the report -----------------------------------------------------------------------------
 
 
@@ -554,11 +551,13 @@ def measure(rows: int, bad_share: float, work: Path) -> dict[str, Any]:
         "csv_mib": csv_path.stat().st_size / MIB,
         "parquet_mib": parquet_path.stat().st_size / MIB,
     }
-    figures["ingest_csv"] = run_stage("ingest", str(csv_path), str(store), LA_CODE)
-    figures["ingest_parquet"] = run_stage("ingest", str(parquet_path), str(store), LA_CODE)
+    figures["ingest_csv"] = run_stage(__file__, "ingest", str(csv_path), str(store), LA_CODE)
+    figures["ingest_parquet"] = run_stage(
+        __file__, "ingest", str(parquet_path), str(store), LA_CODE
+    )
     typed = figures["ingest_parquet"]["typed_path"]
-    figures["validate"] = run_stage("validate", typed, str(work / "gx"))
-    figures["reference"] = run_stage("reference", typed)
+    figures["validate"] = run_stage(__file__, "validate", typed, str(work / "gx"))
+    figures["reference"] = run_stage(__file__, "reference", typed)
     return figures
 
 

@@ -33,7 +33,6 @@ import json
 import math
 import secrets
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -50,7 +49,7 @@ sys.path.insert(0, str(BENCHMARKS))
 sys.path.insert(0, str(BENCHMARKS.parent))
 
 from ingest_validate import peak_rss_mib, reset_peak_rss, rss_mib  # noqa: E402
-from results import replace_section, section_header  # noqa: E402
+from results import replace_section, run_stage, section_header  # noqa: E402
 
 from joinedup.contracts import contract  # noqa: E402
 from joinedup.settings import Settings  # noqa: E402
@@ -75,11 +74,7 @@ LINK_SCHEMA = pa.schema(
         ("decided_by", pa.string()),
     ]
 )
-COMPARED = (  # metric ids -> the reference function of tests/groundtruth.py
-    ("ehcp_issued_within_20_weeks", "ehcp_within_20_weeks"),
-    ("persistent_absence", "persistent_absence"),
-    ("suspension_rate", "suspension_rate"),
-)
+SEN_STATUS = ("sen_status",)  # the cohort the comparison reads (metric_values.cohort)
 
 
 # --- the inputs (made once per work directory) --------------------------------------------
@@ -283,7 +278,11 @@ def stage_reference(folder: Path, out: Path) -> dict[str, Any]:
 
 def reference_cells(gt: Any, truth: Any) -> pd.DataFrame:
     """The reference's metric cells of one population (tests/groundtruth.py functions)."""
-    frames = [getattr(gt, function)(truth).assign(metric_id=m) for m, function in COMPARED]
+    frames = [
+        gt.ehcp_within_20_weeks(truth).assign(metric_id="ehcp_issued_within_20_weeks"),
+        gt.persistent_absence(truth, SEN_STATUS).assign(metric_id="persistent_absence"),
+        gt.exclusion_rate(truth, "SUSP", SEN_STATUS).assign(metric_id="suspension_rate"),
+    ]
     frames.append(gt.known_to_services(truth))
     frames.append(median_waits(gt.referral_waits(truth)))
     cells = pd.concat(frames, ignore_index=True)
@@ -315,16 +314,6 @@ def median_waits(waits: pd.DataFrame) -> pd.DataFrame:
             "value": both["median"],
         }
     )
-
-
-def run_stage(*args: str) -> dict[str, Any]:
-    """Run one stage of this script in a fresh Python process; returns its JSON result."""
-    done = subprocess.run(
-        [sys.executable, __file__, "--stage", *args], capture_output=True, text=True, check=False
-    )
-    if done.returncode:
-        raise RuntimeError(f"stage {args[0]} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # --- comparison and report ------------------------------------------------------------------
@@ -417,9 +406,9 @@ def main() -> None:
     prepared = prepare(folder, args.scale, args.seed)
     print(f"inputs ready in {time.perf_counter() - started:,.0f} s: {prepared['seconds']}")
     db_path = folder / "warehouse.duckdb"
-    build = run_stage("build", str(folder), str(db_path))
+    build = run_stage(__file__, "build", str(folder), str(db_path))
     print(f"build_warehouse: {build['seconds']:.1f} s, peak {build['peak_mib']:,.0f} MiB")
-    reference = run_stage("reference", str(folder), str(folder / "reference.parquet"))
+    reference = run_stage(__file__, "reference", str(folder), str(folder / "reference.parquet"))
     print(f"reference: {reference['seconds']:.1f} s, peak {reference['peak_mib']:,.0f} MiB")
     agreement = compare(db_path, folder / "reference.parquet")
     lines = results_lines(prepared, build, reference, agreement)

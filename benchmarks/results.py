@@ -1,13 +1,18 @@
-"""What every benchmark writes into RESULTS.md: the machine it ran on, a section's header, and
-the replacement of one section that leaves the other benchmarks' sections as they are."""
+"""What every benchmark shares: running one of its stages in a fresh process, and what it writes
+into RESULTS.md (the machine it ran on, a section's header, and the replacement of one section
+that leaves the other benchmarks' sections as they are)."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 
 def machine() -> dict[str, str]:
@@ -61,3 +66,14 @@ def replace_section(target: Path, heading: str, lines: list[str]) -> None:
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + new
     target.write_text(text, encoding="utf-8")
+
+
+def run_stage(script: str | Path, *args: str) -> dict[str, Any]:
+    """Run `script --stage ARGS` in a fresh Python process (so its peak memory is its own);
+    returns the JSON result it prints last."""
+    done = subprocess.run(
+        [sys.executable, str(script), "--stage", *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        raise RuntimeError(f"stage {args[0]} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

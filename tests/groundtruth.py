@@ -162,17 +162,24 @@ def overall_absence(truth: Truth) -> pd.DataFrame:
     )
 
 
-def persistent_absence_by_cohort(truth: Truth) -> pd.DataFrame:
+def persistent_absence(
+    truth: Truth, dimensions: Sequence[str] = EDUCATION_DIMENSIONS
+) -> pd.DataFrame:
+    """Census records with sessions possible that missed 10% or more of them, by cohort."""
     census = census_cohorts(truth)
     census = census[census.sessions_possible > 0]
     missed = census.sessions_authorised + census.sessions_unauthorised
     census = census.assign(persistent=(missed / census.sessions_possible) >= 0.10)
     return by_dimensions(
-        census, {"numerator": ("persistent", "sum"), "denominator": ("persistent", "count")}
+        census,
+        {"numerator": ("persistent", "sum"), "denominator": ("persistent", "count")},
+        dimensions,
     )
 
 
-def exclusion_rate(truth: Truth, category: str) -> pd.DataFrame:
+def exclusion_rate(
+    truth: Truth, category: str, dimensions: Sequence[str] = EDUCATION_DIMENSIONS
+) -> pd.DataFrame:
     """Exclusions of a category starting in the period per census pupil, by cohort."""
     census = census_cohorts(truth)
     exclusions = truth.extract("education_exclusions")
@@ -183,7 +190,7 @@ def exclusion_rate(truth: Truth, category: str) -> pd.DataFrame:
     census = census.merge(counts, left_on="local_id", right_index=True, how="left")
     census["events"] = census.events.fillna(0)
     return by_dimensions(
-        census, {"numerator": ("events", "sum"), "denominator": ("local_id", "count")}
+        census, {"numerator": ("events", "sum"), "denominator": ("local_id", "count")}, dimensions
     )
 
 
@@ -234,36 +241,6 @@ def requests_agreed_to_assess(truth: Truth) -> pd.DataFrame:
     decided = decided.assign(agreed=decided.request_outcome == "A")
     out = decided.groupby("la_code").agreed.agg(numerator="sum", denominator="count")
     return out.reset_index().assign(cohort_value="all")
-
-
-def persistent_absence(truth: Truth) -> pd.DataFrame:
-    census = census_pupils(truth)
-    census = census[census.sessions_possible > 0]
-    missed = census.sessions_authorised + census.sessions_unauthorised
-    census = census.assign(persistent=(missed / census.sessions_possible) >= 0.10)
-    return with_all(
-        census,
-        "sen_provision",
-        "cohort_value",
-        {"numerator": ("persistent", "sum"), "denominator": ("persistent", "count")},
-    )
-
-
-def suspension_rate(truth: Truth) -> pd.DataFrame:
-    census = census_pupils(truth)
-    exclusions = truth.extract("education_exclusions")
-    suspensions = exclusions[
-        (exclusions.category == "SUSP") & in_period(exclusions.start_date, truth.period)
-    ]
-    counts = suspensions.groupby("local_id").size().rename("suspensions")
-    census = census.merge(counts, left_on="local_id", right_index=True, how="left")
-    census["suspensions"] = census.suspensions.fillna(0)
-    return with_all(
-        census,
-        "sen_provision",
-        "cohort_value",
-        {"numerator": ("suspensions", "sum"), "denominator": ("local_id", "count")},
-    )
 
 
 def child_attributes(truth: Truth) -> pd.DataFrame:

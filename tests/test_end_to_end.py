@@ -66,6 +66,9 @@ def misassigned(run) -> pd.DataFrame:
     return gt.misassigned_records(spine, truth)
 
 
+SEN_STATUS = ("sen_status",)
+
+
 def published(metrics: pd.DataFrame, metric_id: str, cohort: str = "sen_status") -> pd.DataFrame:
     rows = metrics[
         (metrics.metric_id == metric_id) & (metrics.period == PERIOD) & (metrics.cohort == cohort)
@@ -141,8 +144,8 @@ def test_linkage_precision_and_recall_for_every_agency_pair(run):
             gt.ehcp_within_20_weeks_excluding_exceptions,
         ),
         ("ehcp_requests_agreed_to_assess", gt.requests_agreed_to_assess),
-        ("persistent_absence", gt.persistent_absence),
-        ("suspension_rate", gt.suspension_rate),
+        ("persistent_absence", lambda truth: gt.persistent_absence(truth, SEN_STATUS)),
+        ("suspension_rate", lambda truth: gt.exclusion_rate(truth, "SUSP", SEN_STATUS)),
     ],
 )
 def test_education_metrics_equal_the_ground_truth(metric_id, compute, metrics, run):
@@ -157,7 +160,7 @@ def test_education_metrics_equal_the_ground_truth(metric_id, compute, metrics, r
 @pytest.mark.parametrize(
     ("metric_id", "compute"),
     [
-        ("persistent_absence", gt.persistent_absence_by_cohort),
+        ("persistent_absence", gt.persistent_absence),
         ("overall_absence", gt.overall_absence),
         ("suspension_rate", lambda truth: gt.exclusion_rate(truth, "SUSP")),
         ("permanent_exclusion_rate", lambda truth: gt.exclusion_rate(truth, "PERM")),
