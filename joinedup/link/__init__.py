@@ -4,8 +4,9 @@ Stages (1-6 score the pairs, in `score.py`: `score_agency_pair` for two agencies
 `score_within_agency` for duplicates inside one agency's extracts):
 
 1. `person_records`: one identity row per (agency, person_token) from every pseudonymised extract.
-2. `candidate_pairs`: record pairs of two agencies that share at least one blocking key (union of
-   the rules in `BLOCKING_RULES`, deduplicated, as integer row-id pairs).
+2. `candidate_pairs_of`: record pairs of two agencies that share at least one blocking key
+   (union of the rules in `BLOCKING_RULES`, deduplicated, as integer row-id pairs), found for
+   every agency pair and agency at once so that each agency's keys are made and sorted once.
 3. `comparison_levels`: a graded comparison vector per pair, built with `recordlinkage.Compare`
    (built-in `Exact` features and the custom `NameLevels`, `DobLevels`, `ExactLevels` features;
    levels in `COMPARISONS`). Level 0 of every comparison is "missing" and is neutral (weight 0).
@@ -49,6 +50,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from joinedup.link.blocking import candidate_pairs_of
 from joinedup.link.compare import Side, prepare_side
 from joinedup.link.evaluate import evaluate
 from joinedup.link.model import expected_twin_pairs, twin_guard_needed
@@ -219,15 +221,20 @@ def score_all(sides: dict[str, Side], settings: Settings) -> list[ScoredPairs]:
     """Scored pairs of every agency pair with records on both sides, then of every agency's
     duplicates, scored with the m of that agency's cross-agency models (duplicates are too rare
     within one agency for EM to find them on its own)."""
+    linked = [(a, b) for a, b in AGENCY_PAIRS if len(sides[a].records) and len(sides[b].records)]
+    alone = [(a, a) for a in AGENCIES if len(sides[a].records) > 1]
+    candidates = candidate_pairs_of(sides, linked + alone)
     cross = [
-        score_agency_pair(sides[a], sides[b], settings)
-        for a, b in AGENCY_PAIRS
-        if len(sides[a].records) and len(sides[b].records)
+        score_agency_pair(sides[a], sides[b], settings, candidates.pop((a, b))) for a, b in linked
     ]
     within = [
-        score_within_agency(sides[a], settings, [s.model for s in cross if a in s.name.split("-")])
-        for a in AGENCIES
-        if len(sides[a].records) > 1
+        score_within_agency(
+            sides[a],
+            settings,
+            [s.model for s in cross if a in s.name.split("-")],
+            candidates.pop((a, a)),
+        )
+        for a, _ in alone
     ]
     return cross + within
 

@@ -1,8 +1,9 @@
 """Candidate pairs: record pairs that share a key of any blocking rule.
 
 Works on the integer codes of `compare.prepare_side` (-1 for null): a rule's columns are mixed
-into one 64-bit key per record, the right side's keys are sorted once, and each left record's
-block is found by binary search, so no pair is held as a Python object. A near-token rule gives
+into one 64-bit key per record, each side's non-null keys are sorted once per rule (for every
+pair of sides it takes part in), and each left key's block is found by binary search in the
+right side's sorted keys, so no pair is held as a Python object. A near-token rule gives
 each record one key per position of its recorded NHS number or UPN (the position's near token),
 so records whose numbers are equal or one character apart share a key, whatever else differs;
 a Bloom-band rule gives one key per band of sampled address-filter bits. Both need a `Side`.
@@ -11,7 +12,7 @@ a Bloom-band rule gives one key per band of sampled address-filter bits. Both ne
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,33 +130,54 @@ def rule_keys(records: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     return key
 
 
+@dataclass(frozen=True)
+class SortedKeys:
+    """One side's non-null keys under a rule, ascending, with the record row of each key."""
+
+    keys: np.ndarray
+    rows: np.ndarray
+
+
+def sorted_keys(keys: np.ndarray, rows: np.ndarray | None = None) -> SortedKeys:
+    """The non-null keys sorted (rows: each key's record row; by default its position)."""
+    rows = np.arange(len(keys)) if rows is None else rows
+    kept = np.flatnonzero(keys != NULL_KEY)
+    order = kept[np.argsort(keys[kept])]  # any order within a key: pairs are deduplicated
+    return SortedKeys(keys[order], rows[order])
+
+
 def block_pairs(
     keys_l: np.ndarray, keys_r: np.ndarray, max_block_pairs: int, rule: str = ""
 ) -> np.ndarray:
     """(left index, right index) pairs with equal non-null keys; blocks of more than
     max_block_pairs pairs are skipped (and logged)."""
-    rows_l = np.flatnonzero(keys_l != NULL_KEY)
-    rows_r = np.flatnonzero(keys_r != NULL_KEY)
-    if not len(rows_l) or not len(rows_r):  # e.g. a rule on NHS numbers, which education lacks
+    return sorted_block_pairs(sorted_keys(keys_l), sorted_keys(keys_r), max_block_pairs, rule)
+
+
+def sorted_block_pairs(
+    left: SortedKeys, right: SortedKeys, max_block_pairs: int, rule: str = ""
+) -> np.ndarray:
+    """(left row, right row) pairs with equal keys, from each side's sorted keys; blocks of
+    more than max_block_pairs pairs are skipped (and logged)."""
+    if not len(left.keys) or not len(right.keys):  # e.g. NHS numbers, which education lacks
         return np.empty((0, 2), dtype=np.int64)
-    rows_l = rows_l[np.argsort(keys_l[rows_l], kind="stable")]  # sorted queries search fast
-    order = rows_r[np.argsort(keys_r[rows_r], kind="stable")]
-    sorted_r = keys_r[order]
-    key_l = keys_l[rows_l]
-    low = np.searchsorted(sorted_r, key_l, "left")
-    count = np.searchsorted(sorted_r, key_l, "right") - low
-    per_key = np.searchsorted(key_l, key_l, "right") - np.searchsorted(key_l, key_l, "left")
-    size = per_key * count
-    oversized = size > max_block_pairs
+    key_l = left.keys
+    starts = np.flatnonzero(np.concatenate([[True], key_l[1:] != key_l[:-1]]))
+    unique_l = key_l[starts]
+    per_key = np.diff(np.append(starts, len(key_l)))
+    low = np.searchsorted(right.keys, unique_l, "left")
+    count = np.searchsorted(right.keys, unique_l, "right") - low
+    oversized = per_key * count > max_block_pairs
     if oversized.any():
-        blocks = len(np.unique(key_l[oversized]))
-        log.warning("blocking rule %s: %d oversized blocks skipped", rule, blocks)
+        log.warning("blocking rule %s: %d oversized blocks skipped", rule, int(oversized.sum()))
     take = (count > 0) & ~oversized
-    rows_l, low, count = rows_l[take], low[take], count[take]
+    # each left key row meets its key's block of right rows
+    low, count = np.repeat(low[take], per_key[take]), np.repeat(count[take], per_key[take])
+    rows_l = left.rows[np.repeat(take, per_key)]
     total = int(count.sum())
     first = np.repeat(np.cumsum(count) - count, count)
-    right = order[np.repeat(low, count) + (np.arange(total) - first)]
-    return np.column_stack([np.repeat(rows_l, count), right])
+    right_rows = right.rows[np.repeat(low, count) + (np.arange(total) - first)]
+    return np.column_stack([np.repeat(rows_l, count), right_rows])
 
 
 def near_token_keys(near: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -221,17 +243,60 @@ def candidate_pairs(
 
     Without `right`, pairs within `left` (duplicates inside one agency): left row < right row.
     """
-    within = right is None
-    other = left if within else right
-    found = []
+    sides = {"left": left} if right is None else {"left": left, "right": right}
+    wanted = ("left", "left" if right is None else "right")
+    return candidate_pairs_of(sides, [wanted], rules, max_block_pairs)[wanted]
+
+
+def candidate_pairs_of(
+    sides: Mapping[str, Side | pd.DataFrame],
+    wanted: Sequence[tuple[str, str]],
+    rules: Sequence[Rule] = BLOCKING_RULES,
+    max_block_pairs: int = MAX_BLOCK_PAIRS,
+) -> dict[tuple[str, str], np.ndarray]:
+    """The candidate pairs (as `candidate_pairs`) of several pairs of sides at once: for each
+    (left, right) name pair of `wanted`, pairs within one side when the names are equal.
+
+    Rule by rule, each side's keys are made and sorted once for all the pairs it takes part in,
+    then dropped, so only one rule's keys are held at a time.
+    """
+    found: dict[tuple[str, str], list[np.ndarray]] = {w: [] for w in wanted}
     for rule in rules:
-        keys_l, rows_l = side_keys(left, rule, left=True)
-        same = within and (not isinstance(rule, BlockingRule) or rule.left_on == rule.right_on)
-        keys_r, rows_r = (keys_l, rows_l) if same else side_keys(other, rule, left=False)
-        block = block_pairs(keys_l, keys_r, max_block_pairs, rule.name)
-        pairs = np.column_stack([rows_l[block[:, 0]], rows_r[block[:, 1]]])
-        found.append(pairs[pairs[:, 0] < pairs[:, 1]] if within else pairs)
-    return unique_pairs(np.concatenate([np.empty((0, 2), np.int64), *found]), len(other))
+        for w, pairs in rule_pairs(sides, wanted, rule, max_block_pairs).items():
+            found[w].append(pairs)
+    return {
+        (name_l, name_r): unique_pairs(
+            np.concatenate([np.empty((0, 2), np.int64), *found[(name_l, name_r)]]),
+            len(sides[name_r]),
+        )
+        for name_l, name_r in wanted
+    }
+
+
+def rule_pairs(
+    sides: Mapping[str, Side | pd.DataFrame],
+    wanted: Sequence[tuple[str, str]],
+    rule: Rule,
+    max_block_pairs: int,
+) -> dict[tuple[str, str], np.ndarray]:
+    """One rule's pairs for each wanted pair of sides, each side's keys made once (a rule with
+    the same columns on both sides gives a side the same keys as left and as right)."""
+    symmetric = not isinstance(rule, BlockingRule) or rule.left_on == rule.right_on
+    cache: dict[tuple[str, bool], SortedKeys] = {}
+
+    def keys_of(name: str, left: bool) -> SortedKeys:
+        left = left or symmetric
+        if (name, left) not in cache:
+            cache[(name, left)] = sorted_keys(*side_keys(sides[name], rule, left))
+        return cache[(name, left)]
+
+    found = {}
+    for name_l, name_r in wanted:
+        pairs = sorted_block_pairs(
+            keys_of(name_l, True), keys_of(name_r, False), max_block_pairs, rule.name
+        )
+        found[(name_l, name_r)] = pairs[pairs[:, 0] < pairs[:, 1]] if name_l == name_r else pairs
+    return found
 
 
 def unique_pairs(pairs: np.ndarray, n_right: int) -> np.ndarray:

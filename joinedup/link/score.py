@@ -51,15 +51,21 @@ class ScoredPairs:
     twin_like_pairs: int = 0
 
 
-def score_agency_pair(left: Side, right: Side, settings: Settings) -> ScoredPairs:
-    """Score the candidate pairs of two agencies' records."""
-    pairs = candidate_pairs(left, right)
+def score_agency_pair(
+    left: Side, right: Side, settings: Settings, pairs: np.ndarray | None = None
+) -> ScoredPairs:
+    """Score the candidate pairs of two agencies' records (`pairs`: those already found by
+    `blocking.candidate_pairs_of`; by default found here)."""
+    pairs = candidate_pairs(left, right) if pairs is None else pairs
     possible = len(left) * len(right)
     return score_candidates(left, right, pairs, settings, possible)
 
 
 def score_within_agency(
-    side: Side, settings: Settings, cross_models: Sequence[FSModel] = ()
+    side: Side,
+    settings: Settings,
+    cross_models: Sequence[FSModel] = (),
+    pairs: np.ndarray | None = None,
 ) -> ScoredPairs:
     """Score candidate pairs of one agency's records with each other (left row < right row).
 
@@ -67,7 +73,7 @@ def score_within_agency(
     the prior is estimated here, because duplicates are too rare for EM to find their m among
     an agency's own pairs. Without them (an agency linked alone), m is estimated here by EM.
     """
-    pairs = candidate_pairs(side)
+    pairs = candidate_pairs(side) if pairs is None else pairs
     possible = len(side) * (len(side) - 1) // 2
     m = pooled_m(cross_models) if cross_models else None
     return score_candidates(side, side, pairs, settings, possible, m)

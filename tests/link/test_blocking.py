@@ -13,6 +13,7 @@ from joinedup.link.blocking import (
     BloomBandRule,
     NearTokenRule,
     candidate_pairs,
+    candidate_pairs_of,
     rule_keys,
     same_on,
 )
@@ -154,3 +155,38 @@ def test_records_frame_without_side_gets_no_near_token_or_band_keys() -> None:
     frame = coded(dob_token=[1, 1])
     rules = [NearTokenRule("nhs_near", "nhs_near"), BloomBandRule("b", ("dob_token",))]
     assert candidate_pairs(frame, frame, rules).tolist() == []
+
+
+def brute_force_pairs(
+    left: pd.DataFrame, right: pd.DataFrame, rules: tuple[BlockingRule, ...], within: bool
+) -> list[list[int]]:
+    """Every (i, j) that some rule's columns pair, equal and non-null, by looking at all pairs."""
+    found = []
+    for i in range(len(left)):
+        for j in range(i + 1 if within else 0, len(right)):
+            for rule in rules:
+                a = left.loc[i, list(rule.left_on)].to_numpy()
+                b = right.loc[j, list(rule.right_on)].to_numpy()
+                if (a >= 0).all() and (b >= 0).all() and (a == b).all():
+                    found.append([i, j])
+                    break
+    return found
+
+
+def test_pairs_of_several_sides_at_once_are_each_pairs_true_candidates() -> None:
+    """candidate_pairs_of shares each side's sorted keys across the pairs it takes part in (as
+    left, as right and within itself); every pair's candidates must still be exactly the record
+    pairs some rule pairs, also under a rule whose left and right columns differ."""
+    rng = np.random.default_rng(7)
+
+    def random_side(n: int) -> pd.DataFrame:
+        return coded(**{c: rng.integers(-1, 4, n).tolist() for c in ("a", "b", "c", "d")})
+
+    sides = {"x": random_side(40), "y": random_side(30), "z": random_side(20)}
+    rules = (*RULES, BlockingRule("cross", ("c", "d"), ("d", "c")))
+    wanted = [("x", "y"), ("x", "z"), ("y", "z"), ("x", "x"), ("y", "y"), ("z", "z")]
+    together = candidate_pairs_of(sides, wanted, rules)
+    for name_l, name_r in wanted:
+        expected = brute_force_pairs(sides[name_l], sides[name_r], rules, name_l == name_r)
+        assert expected  # the random sides do meet
+        assert together[(name_l, name_r)].tolist() == expected
