@@ -422,9 +422,11 @@ def results_section(
         "",
         FEBRL_NOTE,
         "",
-        "Reference models: recordlinkage 0.16 blocks with the same rules as Splink (identifiers, "
-        "date of birth, birth month with Soundex of either name, postcode with birth year, both "
-        "names, forename with postcode), compares names and address text by Jaro-Winkler >= "
+        "Reference models: recordlinkage 0.16 blocks with the same rules as Splink, the "
+        "cleartext twins of joinedup's (identifiers; date of birth with either name's Soundex, "
+        "the postcode district or the address; birth month with both names' Soundex; birth year "
+        "with both names; postcode with forename or birth year; forename, surname Soundex and "
+        "address), compares names and address text by Jaro-Winkler >= "
         "0.85 and the rest exactly, and classifies with ECMClassifier per pair of sources "
         "(and within each source when duplicates count); matches are joined into clusters. "
         "Splink 5 (DuckDB) compares names by Jaro-Winkler levels with term frequencies, date of "

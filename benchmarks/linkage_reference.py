@@ -3,8 +3,9 @@
 Both reference tools see the identifiable records (`ClearData`): one table of all records with
 `record_id` and `source` (the file or agency), the fields named in its `FieldRoles`, and link
 them with the same blocking rules (`blocking_rules`, the cleartext twins of joinedup's own
-rules: identifiers, date of birth, birth month with a phonetic name, postcode with birth year,
-names, forename with postcode):
+rules: identifiers; date of birth with the surname's or the forename's Soundex, the postcode
+district or the address; birth month with both Soundex codes; birth year with both names;
+postcode with forename or birth year; forename, surname Soundex and address):
 
 - `link_recordlinkage`: the standard recordlinkage 0.16 recipe, binary comparison features
   (Jaro-Winkler >= 0.85 for names and address text, exact for the rest) and the unsupervised
@@ -39,16 +40,24 @@ SPLINK_U_PAIRS = 5e6
 SPLINK_PRIOR_RECALL = 0.7
 
 RECORD_ID, SOURCE, CLUSTER, TRUE_ID = "record_id", "source", "cluster", "true_id"
-DERIVED = ("birth_ym", "birth_year", "forename_sdx", "surname_sdx")
+DERIVED = ("birth_ym", "birth_year", "forename_sdx", "surname_sdx", "postcode_district")
+# The cleartext twins of joinedup's rules (joinedup.link.blocking.BLOCKING_RULES), each tight
+# enough for a million records per source: a date of birth, a birth month or a postcode alone
+# would give blocks of hundreds of records there (the first version blocked on date of birth
+# alone and on birth month with one name's Soundex, and Splink ran out of memory at 1M). Address
+# text stands in for joinedup's address Bloom bands (exact here); identifiers are exact only.
 BLOCKING_RULES: tuple[tuple[str, ...], ...] = (
     ("nhs_number",),
     ("upn",),
-    ("dob",),
-    ("birth_ym", "forename_sdx"),
-    ("birth_ym", "surname_sdx"),
+    ("dob", "surname_sdx"),
+    ("dob", "forename_sdx"),
+    ("dob", "postcode_district"),
+    ("dob", "address"),
+    ("birth_ym", "forename_sdx", "surname_sdx"),
+    ("birth_year", "forename", "surname"),
+    ("postcode", "forename"),
     ("postcode", "birth_year"),
-    ("forename", "surname"),
-    ("forename", "postcode"),
+    ("forename", "surname_sdx", "address"),
 )
 
 
@@ -111,6 +120,7 @@ def clean_records(records: pd.DataFrame, roles: FieldRoles) -> pd.DataFrame:
     if roles.uk_postcode in frame:  # Splink's postcode comparison wants "LS6 2AB"
         code = frame[roles.uk_postcode]
         frame[roles.uk_postcode] = code.str.slice(0, -3) + " " + code.str.slice(-3)
+        frame["postcode_district"] = code.str.slice(0, -3)
     frame["birth_ym"] = frame[roles.dob].str.slice(0, 7)
     frame["birth_year"] = frame[roles.dob].str.slice(0, 4)
     forename, surname = roles.names
