@@ -270,8 +270,11 @@ def twin_guard_lifted(
 
 def with_twin_guard_lifted(pairs: pd.DataFrame, lifted: set[tuple[str, str]]) -> pd.DataFrame:
     """Twin-like pairs of the lifted agency pairs may link (their weight decides)."""
-    agency_pairs = pd.Series(list(zip(pairs["agency_l"], pairs["agency_r"], strict=True)))
-    free = pairs["twin_like"].to_numpy(bool) & agency_pairs.isin(lifted).to_numpy(bool)
+    left, right = pairs["agency_l"].to_numpy(), pairs["agency_r"].to_numpy()
+    in_lifted = np.zeros(len(pairs), dtype=bool)
+    for agency_l, agency_r in lifted:
+        in_lifted |= (left == agency_l) & (right == agency_r)
+    free = pairs["twin_like"].to_numpy(bool) & in_lifted
     return pairs.assign(may_link=pairs["may_link"].to_numpy(bool) | free)
 
 
@@ -318,12 +321,13 @@ def spine_frame(assigned: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
 
 
 def children_of(pairs: pd.DataFrame, spine: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The child_id of each pair's left and right record (None when not in the spine)."""
-    child = spine.set_index(list(RECORD_KEY))["child_id"]
+    """The child_id of each pair's left and right record (NaN when not in the spine)."""
+    child = spine["child_id"].to_numpy(dtype=object)
     found = []
     for side in ("l", "r"):
-        index = pd.MultiIndex.from_arrays([pairs[f"agency_{side}"], pairs[f"person_token_{side}"]])
-        found.append(child.reindex(index).to_numpy(dtype=object))
+        rows = spine_rows(spine, pairs[f"agency_{side}"], pairs[f"person_token_{side}"])
+        found.append(np.full(len(rows), np.nan, dtype=object))
+        found[-1][rows >= 0] = child[rows[rows >= 0]]
     return found[0], found[1]
 
 
@@ -383,19 +387,81 @@ def record_linkage(
 ) -> pd.DataFrame:
     """Per record and other agency: candidate pairs, match mass, whether its child holds a record
     of the other agency (for duplicates: another record of its own), and the weight and
-    probability of its strongest kept link to that agency (null when linked only through others)."""
+    probability of its strongest kept link to that agency (null when linked only through others).
+
+    Records are matched to the spine once and then handled as spine rows (integers), so a
+    million records per agency cost no string joins."""
     base = pd.concat([s.records for s in scored], ignore_index=True)
-    base = base.drop_duplicates([*RECORD_KEY, "other_agency"])
-    ends = link_ends(links).sort_values("link_weight", ascending=False, kind="mergesort")
-    strongest = ends.drop_duplicates([*RECORD_KEY, "other_agency"])
-    frame = base.merge(strongest, on=[*RECORD_KEY, "other_agency"], how="left")
-    frame = frame.merge(spine[[*RECORD_KEY, "child_id"]], on=list(RECORD_KEY), how="left")
-    held = spine.groupby(["child_id", "agency"]).size().rename("_held").reset_index()
-    held = held.rename(columns={"agency": "other_agency"})
-    frame = frame.merge(held, on=["child_id", "other_agency"], how="left")
-    own = (frame["other_agency"] == frame["agency"]).astype(int)
-    frame["linked"] = frame["_held"].fillna(0).astype(int) - own > 0
-    return frame.reindex(columns=list(RECORD_LINKAGE_COLUMNS)).reset_index(drop=True)
+    agencies = len(AGENCIES)
+    record = spine_rows(spine, base["agency"], base["person_token"])
+    if (record < 0).any():
+        raise ValueError(f"{int((record < 0).sum())} scored records are not in the spine")
+    other = agency_codes(base["other_agency"])
+    key = record * agencies + other
+    first = np.sort(np.unique(key, return_index=True)[1])  # each record and other agency once
+    base, record, other, key = base.iloc[first], record[first], other[first], key[first]
+    weight, probability = strongest_link(link_ends(links), spine, key)
+    child = pd.factorize(spine["child_id"])[0]
+    held = np.bincount(
+        child * agencies + agency_codes(spine["agency"]),
+        minlength=(child.max(initial=-1) + 1) * agencies,
+    )
+    own = (agency_codes(base["agency"]) == other).astype(int)
+    return pd.DataFrame(
+        {
+            "agency": base["agency"].to_numpy(),
+            "person_token": base["person_token"].to_numpy(),
+            "other_agency": base["other_agency"].to_numpy(),
+            "candidates": base["candidates"].to_numpy(),
+            "match_mass": base["match_mass"].to_numpy(),
+            "linked": held[child[record] * agencies + other] - own > 0,
+            "link_weight": weight,
+            "link_probability": probability,
+        }
+    )
+
+
+def strongest_link(
+    ends: pd.DataFrame, spine: pd.DataFrame, keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weight and probability of the strongest link end (`link_ends`) of each key (spine row x
+    number of agencies + other agency's code); NaN where a key has none."""
+    weight, probability = np.full(len(keys), np.nan), np.full(len(keys), np.nan)
+    if not len(ends):
+        return weight, probability
+    end_keys = spine_rows(spine, ends["agency"], ends["person_token"]) * len(AGENCIES)  # all in
+    end_keys += agency_codes(ends["other_agency"])
+    strongest = np.argsort(-ends["link_weight"].to_numpy(float), kind="stable")
+    linked_keys, first = np.unique(end_keys[strongest], return_index=True)
+    best = strongest[first]
+    at = np.minimum(np.searchsorted(linked_keys, keys), len(linked_keys) - 1)
+    found = linked_keys[at] == keys
+    weight[found] = ends["link_weight"].to_numpy(float)[best[at[found]]]
+    probability[found] = ends["link_probability"].to_numpy(float)[best[at[found]]]
+    return weight, probability
+
+
+def agency_codes(agencies: pd.Series) -> np.ndarray:
+    """Each agency's position in AGENCIES."""
+    codes = pd.Categorical(agencies, categories=list(AGENCIES)).codes.astype(np.int64)
+    if (codes < 0).any():
+        raise ValueError(f"unknown agencies: {sorted(set(agencies) - set(AGENCIES))}")
+    return codes
+
+
+def spine_rows(spine: pd.DataFrame, agency: pd.Series, token: pd.Series) -> np.ndarray:
+    """The spine row of each record (agency, person_token); -1 where it is not in the spine."""
+    rows = np.full(len(agency), -1, dtype=np.int64)
+    spine_agency, agency_values = spine["agency"].to_numpy(), agency.to_numpy()
+    tokens, spine_tokens = token.to_numpy(), spine["person_token"].to_numpy()
+    for name in pd.unique(agency_values):
+        in_spine = np.flatnonzero(spine_agency == name)
+        if not len(in_spine):
+            continue
+        wanted = np.flatnonzero(agency_values == name)
+        found = pd.Index(spine_tokens[in_spine]).get_indexer(tokens[wanted])
+        rows[wanted] = np.where(found >= 0, in_spine[np.maximum(found, 0)], -1)
+    return rows
 
 
 def write_link_result(result: LinkResult, out_dir: Path, registry: Path | None = None) -> None:
