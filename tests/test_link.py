@@ -271,6 +271,21 @@ def test_record_linkage_has_every_record_and_other_agency(linked: LinkResult) ->
         assert row.linked == expected
     direct = rows[rows.link_weight.notna()]
     assert direct.linked.all() and (direct.link_probability >= 0.9).all()
+    ends = pd.concat(
+        [
+            linked.links.rename(
+                columns={
+                    f"{c}_{a}": f"{c}{b}"
+                    for c in ("agency", "person_token")
+                    for a, b in ((this, ""), (other, "_other"))
+                }
+            )
+            for this, other in (("l", "r"), ("r", "l"))
+        ]
+    )
+    strongest = ends.groupby(["agency", "person_token", "agency_other"]).match_weight.max()
+    for row in direct.sample(100, random_state=2).itertuples():
+        assert row.link_weight == strongest[(row.agency, row.person_token, row.other_agency)]
 
 
 def test_background_population_links_accurately(

@@ -54,7 +54,13 @@ from joinedup.link.blocking import candidate_pairs_of
 from joinedup.link.compare import Side, prepare_side
 from joinedup.link.evaluate import evaluate
 from joinedup.link.model import expected_twin_pairs, twin_guard_needed
-from joinedup.link.records import AGENCY_PAIRS, RECORD_KEY, pair_name, person_records
+from joinedup.link.records import (
+    AGENCY_PAIRS,
+    RECORD_KEY,
+    pair_name,
+    person_records,
+    record_rows,
+)
 from joinedup.link.review import (
     ACCEPT,
     CONTEXT,
@@ -325,7 +331,7 @@ def children_of(pairs: pd.DataFrame, spine: pd.DataFrame) -> tuple[np.ndarray, n
     child = spine["child_id"].to_numpy(dtype=object)
     found = []
     for side in ("l", "r"):
-        rows = spine_rows(spine, pairs[f"agency_{side}"], pairs[f"person_token_{side}"])
+        rows = record_rows(spine, pairs[f"agency_{side}"], pairs[f"person_token_{side}"])
         found.append(np.full(len(rows), np.nan, dtype=object))
         found[-1][rows >= 0] = child[rows[rows >= 0]]
     return found[0], found[1]
@@ -393,7 +399,7 @@ def record_linkage(
     million records per agency cost no string joins."""
     base = pd.concat([s.records for s in scored], ignore_index=True)
     agencies = len(AGENCIES)
-    record = spine_rows(spine, base["agency"], base["person_token"])
+    record = record_rows(spine, base["agency"], base["person_token"])
     if (record < 0).any():
         raise ValueError(f"{int((record < 0).sum())} scored records are not in the spine")
     other = agency_codes(base["other_agency"])
@@ -429,7 +435,7 @@ def strongest_link(
     weight, probability = np.full(len(keys), np.nan), np.full(len(keys), np.nan)
     if not len(ends):
         return weight, probability
-    end_keys = spine_rows(spine, ends["agency"], ends["person_token"]) * len(AGENCIES)  # all in
+    end_keys = record_rows(spine, ends["agency"], ends["person_token"]) * len(AGENCIES)  # all in
     end_keys += agency_codes(ends["other_agency"])
     strongest = np.argsort(-ends["link_weight"].to_numpy(float), kind="stable")
     linked_keys, first = np.unique(end_keys[strongest], return_index=True)
@@ -447,21 +453,6 @@ def agency_codes(agencies: pd.Series) -> np.ndarray:
     if (codes < 0).any():
         raise ValueError(f"unknown agencies: {sorted(set(agencies) - set(AGENCIES))}")
     return codes
-
-
-def spine_rows(spine: pd.DataFrame, agency: pd.Series, token: pd.Series) -> np.ndarray:
-    """The spine row of each record (agency, person_token); -1 where it is not in the spine."""
-    rows = np.full(len(agency), -1, dtype=np.int64)
-    spine_agency, agency_values = spine["agency"].to_numpy(), agency.to_numpy()
-    tokens, spine_tokens = token.to_numpy(), spine["person_token"].to_numpy()
-    for name in pd.unique(agency_values):
-        in_spine = np.flatnonzero(spine_agency == name)
-        if not len(in_spine):
-            continue
-        wanted = np.flatnonzero(agency_values == name)
-        found = pd.Index(spine_tokens[in_spine]).get_indexer(tokens[wanted])
-        rows[wanted] = np.where(found >= 0, in_spine[np.maximum(found, 0)], -1)
-    return rows
 
 
 def write_link_result(result: LinkResult, out_dir: Path, registry: Path | None = None) -> None:

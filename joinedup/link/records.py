@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -26,6 +27,22 @@ UNKNOWN_SEX = "U"
 
 def pair_name(left: str, right: str) -> str:
     return f"{left}-{right}"
+
+
+def record_rows(records: pd.DataFrame, agency: pd.Series, token: pd.Series) -> np.ndarray:
+    """The row in `records` (agency, person_token, one row per record) of each (agency, token);
+    -1 where there is none. One hash lookup per agency, no join on string pairs."""
+    rows = np.full(len(agency), -1, dtype=np.int64)
+    held_agency, agency_values = records["agency"].to_numpy(), agency.to_numpy()
+    tokens, held_tokens = token.to_numpy(), records["person_token"].to_numpy()
+    for name in pd.unique(agency_values):
+        held = np.flatnonzero(held_agency == name)
+        if not len(held):
+            continue
+        wanted = np.flatnonzero(agency_values == name)
+        found = pd.Index(held_tokens[held]).get_indexer(tokens[wanted])
+        rows[wanted] = np.where(found >= 0, held[np.maximum(found, 0)], -1)
+    return rows
 
 
 def identity_column_names() -> tuple[str, ...]:

@@ -57,7 +57,7 @@ import pyarrow.compute as pc
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from joinedup.link.records import RECORD_KEY
+from joinedup.link.records import RECORD_KEY, record_rows
 from joinedup.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -254,11 +254,10 @@ def cluster_records(
 def link_nodes(keys: pd.DataFrame, links: pd.DataFrame) -> np.ndarray:
     """(left, right) row of each link's records in keys, shape (n links, 2); KeyError for a
     record not in keys."""
-    index = pd.MultiIndex.from_arrays([keys["agency"], keys["person_token"]])
-    ends = []
-    for side in ("l", "r"):
-        wanted = pd.MultiIndex.from_arrays([links[f"agency_{side}"], links[f"person_token_{side}"]])
-        ends.append(index.get_indexer(wanted))
+    ends = [
+        record_rows(keys, links[f"agency_{side}"], links[f"person_token_{side}"])
+        for side in ("l", "r")
+    ]
     nodes = np.column_stack(ends).astype(np.int64) if ends[0].size else np.empty((0, 2), np.int64)
     if (nodes < 0).any():
         raise KeyError("a link names a record that is not among the records")
