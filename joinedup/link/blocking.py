@@ -263,10 +263,11 @@ def candidate_pairs_of(
     found: dict[tuple[str, str], list[np.ndarray]] = {w: [] for w in wanted}
     for rule in rules:
         for w, pairs in rule_pairs(sides, wanted, rule, max_block_pairs).items():
-            found[w].append(pairs)
+            # deduplicated at once: a pair meets in every band or position it shares
+            found[w].append(pair_codes(pairs, len(sides[w[1]])))
     return {
-        (name_l, name_r): unique_pairs(
-            np.concatenate([np.empty((0, 2), np.int64), *found[(name_l, name_r)]]),
+        (name_l, name_r): pairs_of_codes(
+            np.unique(np.concatenate([np.empty(0, np.int64), *found.pop((name_l, name_r))])),
             len(sides[name_r]),
         )
         for name_l, name_r in wanted
@@ -299,9 +300,17 @@ def rule_pairs(
     return found
 
 
+def pair_codes(pairs: np.ndarray, n_right: int) -> np.ndarray:
+    """Each distinct pair as one int64 (left row * n_right + right row), ascending."""
+    return np.unique(pairs[:, 0].astype(np.int64) * max(n_right, 1) + pairs[:, 1])
+
+
+def pairs_of_codes(codes: np.ndarray, n_right: int) -> np.ndarray:
+    """The (left row, right row) pairs of pair_codes."""
+    width = max(n_right, 1)
+    return np.column_stack([codes // width, codes % width])
+
+
 def unique_pairs(pairs: np.ndarray, n_right: int) -> np.ndarray:
     """Deduplicated pairs, sorted by left then right row."""
-    width = max(n_right, 1)
-    codes = np.sort(pairs[:, 0].astype(np.int64) * width + pairs[:, 1])
-    codes = codes[np.concatenate([[True], codes[1:] != codes[:-1]])] if len(codes) else codes
-    return np.column_stack([codes // width, codes % width])
+    return pairs_of_codes(pair_codes(pairs, n_right), n_right)
