@@ -480,19 +480,38 @@ def updated_id_state(
     """Registry rows of this run's records replaced (first seen kept, last seen advanced); rows
     of absent records kept, with retired ids pointed at the id they were merged into."""
     merged_into = dict(zip(retired["retired_id"], retired["child_id"], strict=True))
-    key = list(RECORD_KEY)
-    before = state.registry.set_index(key)
-    now = assigned[[*key, "child_id"]].set_index(key)
-    old_first = before["first_seen_period"].reindex(now.index)
-    old_last = before["last_seen_period"].reindex(now.index)
+    before = state.registry.reset_index(drop=True)
+    now = assigned[[*RECORD_KEY, "child_id"]].reset_index(drop=True)
+    rows = record_rows(before, now["agency"], now["person_token"])
+    seen = rows >= 0
+    old_first, old_last = (
+        pd.Series(column_at(before, column, rows, seen), dtype=object)
+        for column in ("first_seen_period", "last_seen_period")
+    )
     now["first_seen_period"] = old_first.where(old_first.notna(), period)
     now["last_seen_period"] = latest_period(old_last, period)
-    absent = before[~before.index.isin(now.index)].copy()
-    absent["child_id"] = absent["child_id"].replace(merged_into)
-    registry = pd.concat([absent, now]).reset_index().sort_values(key, kind="mergesort")
-    registry = registry.reindex(columns=list(REGISTRY_COLUMNS)).reset_index(drop=True)
+    absent = np.ones(len(before), dtype=bool)
+    absent[rows[seen]] = False
+    kept = before[absent].assign(child_id=before["child_id"][absent].replace(merged_into))
+    registry = pd.concat([kept, now], ignore_index=True).reindex(columns=list(REGISTRY_COLUMNS))
+    registry = registry.take(key_order(registry)).reset_index(drop=True)
     history = pd.concat([state.history, retired], ignore_index=True)
     return IdState(registry=registry.astype(object), history=history.astype(object))
+
+
+def column_at(frame: pd.DataFrame, column: str, rows: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """frame[column] at each row (object), None where not found."""
+    values = np.full(len(rows), None, dtype=object)
+    values[found] = frame[column].to_numpy(object)[rows[found]]
+    return values
+
+
+def key_order(records: pd.DataFrame) -> np.ndarray:
+    """Row order by (agency, person_token), sorted in Arrow (no Python string comparisons)."""
+    table = pa.table(
+        {c: pa.array(records[c].astype(str).to_numpy(), pa.string()) for c in RECORD_KEY}
+    )
+    return pc.sort_indices(table, sort_keys=[(c, "ascending") for c in RECORD_KEY]).to_numpy()
 
 
 def latest_period(previous: pd.Series, period: str | None) -> pd.Series:
