@@ -493,7 +493,7 @@ def updated_id_state(
     absent = np.ones(len(before), dtype=bool)
     absent[rows[seen]] = False
     kept = before[absent].assign(child_id=before["child_id"][absent].replace(merged_into))
-    registry = pd.concat([kept, now], ignore_index=True).reindex(columns=list(REGISTRY_COLUMNS))
+    registry = concat_rows([now.iloc[:0], kept, now]).reindex(columns=list(REGISTRY_COLUMNS))
     registry = registry.take(key_order(registry)).reset_index(drop=True)
     history = pd.concat([state.history, retired], ignore_index=True)
     return IdState(registry=registry.astype(object), history=history.astype(object))
