@@ -76,12 +76,16 @@ AGENCY_CONFLICT = "two persons of one agency in one child"
 
 
 def by_descending_weight(links: pd.DataFrame) -> pd.DataFrame:
-    """Links strongest first; ties in a fixed order of the record keys."""
-    return links.sort_values(
-        ["match_weight", "agency_l", "person_token_l", "agency_r", "person_token_r"],
-        ascending=[False, True, True, True, True],
-        kind="mergesort",
+    """Links strongest first; ties in a fixed order of the record keys (index labels kept)."""
+    keys = ["agency_l", "person_token_l", "agency_r", "person_token_r"]
+    table = pa.table(
+        {
+            "match_weight": pa.array(links["match_weight"].to_numpy(float)),
+            **{c: pa.array(links[c].astype(str).to_numpy(), pa.string()) for c in keys},
+        }
     )
+    order = [("match_weight", "descending"), *((c, "ascending") for c in keys)]
+    return links.take(pc.sort_indices(table, sort_keys=order).to_numpy())
 
 
 def one_to_one(links: pd.DataFrame) -> pd.DataFrame:
@@ -308,7 +312,7 @@ def records_in_key_order(records: pd.DataFrame) -> pd.DataFrame:
     """One row per record, sorted by (agency, person_token), with its identifier tokens."""
     columns = [*RECORD_KEY, "nhs_token", "upn_token"]
     frame = records.reindex(columns=columns).drop_duplicates(list(RECORD_KEY))
-    return frame.sort_values(list(RECORD_KEY), kind="mergesort").reset_index(drop=True)
+    return frame.take(key_order(frame)).reset_index(drop=True)
 
 
 def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
