@@ -262,9 +262,8 @@ def candidate_pairs_of(
     """
     found: dict[tuple[str, str], list[np.ndarray]] = {w: [] for w in wanted}
     for rule in rules:
-        for w, pairs in rule_pairs(sides, wanted, rule, max_block_pairs).items():
-            # deduplicated at once: a pair meets in every band or position it shares
-            found[w].append(pair_codes(pairs, len(sides[w[1]])))
+        for w, codes in rule_pairs(sides, wanted, rule, max_block_pairs).items():
+            found[w].append(codes)
     return {
         (name_l, name_r): pairs_of_codes(
             np.unique(np.concatenate([np.empty(0, np.int64), *found.pop((name_l, name_r))])),
@@ -280,8 +279,10 @@ def rule_pairs(
     rule: Rule,
     max_block_pairs: int,
 ) -> dict[tuple[str, str], np.ndarray]:
-    """One rule's pairs for each wanted pair of sides, each side's keys made once (a rule with
-    the same columns on both sides gives a side the same keys as left and as right)."""
+    """One rule's distinct pairs (`pair_codes`) for each wanted pair of sides, each side's keys
+    made once (a rule with the same columns on both sides gives a side the same keys as left and
+    as right). Deduplicated at once, pairing by pairing: a pair meets in every band or position
+    it shares, 20 times for one address under a 20-band rule."""
     symmetric = not isinstance(rule, BlockingRule) or rule.left_on == rule.right_on
     cache: dict[tuple[str, bool], SortedKeys] = {}
 
@@ -296,7 +297,8 @@ def rule_pairs(
         pairs = sorted_block_pairs(
             keys_of(name_l, True), keys_of(name_r, False), max_block_pairs, rule.name
         )
-        found[(name_l, name_r)] = pairs[pairs[:, 0] < pairs[:, 1]] if name_l == name_r else pairs
+        pairs = pairs[pairs[:, 0] < pairs[:, 1]] if name_l == name_r else pairs
+        found[(name_l, name_r)] = pair_codes(pairs, len(sides[name_r]))
     return found
 
 
