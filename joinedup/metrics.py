@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from joinedup import __version__
-from joinedup.contracts import Period, code_lists, contract, contracts
+from joinedup.contracts import Contract, Period, code_lists, contract, contracts
 from joinedup.dictionary import (
     DESCRIPTIONS_SCHEMA,
     DICTIONARY_FILE,
@@ -576,23 +576,34 @@ def load_sources(
     spine: Path,
     links: Path,
 ) -> None:
-    """Load every extract into TEMP table src_<extract> (plus period, delivery_id), the spine
-    into src_spine and the links into src_links. Extracts with no file get an empty table."""
+    """Load every extract's warehouse columns (source_columns) into TEMP table src_<extract>
+    (plus period, delivery_id), the spine into src_spine and the links into src_links. Extracts
+    with no file get an empty table."""
     for name, extract in contracts().items():
         schema = extract.pseudonymised_schema()
-        empty = schema.empty_table()
+        columns = source_columns(extract)
+        empty = pa.schema([schema.field(column) for column in columns]).empty_table()
         empty = empty.append_column("period", pa.array([], pa.string()))
         empty = empty.append_column("delivery_id", pa.array([], pa.string()))
         load_arrow(con, f"src_{name}", empty, temp=True)
+        column_list = ", ".join(columns)
         for source in sources.get(name, ()):
             check_file_columns(source.path, schema.names)
             con.execute(
                 f"INSERT INTO src_{name} BY NAME "
-                "SELECT *, ? AS period, ? AS delivery_id FROM read_parquet(?)",
+                f"SELECT {column_list}, ? AS period, ? AS delivery_id FROM read_parquet(?)",
                 [source.period, source.delivery_id, str(source.path)],
             )
     load_parquet_columns(con, "src_spine", spine, SPINE_COLUMNS)
     load_parquet_columns(con, "src_links", links, LINK_COLUMNS)
+
+
+def source_columns(extract: Contract) -> list[str]:
+    """The columns of an extract the warehouse reads: all but its match keys (the tokens and
+    encodings only the linker compares), keeping person_token, the record key the spine maps
+    to a child. Parquet reads only these, so the Bloom encodings never reach memory."""
+    sensitive = extract.sensitive_columns - {"person_token"}
+    return [name for name in extract.pseudonymised_schema().names if name not in sensitive]
 
 
 def load_linkage_outputs(
