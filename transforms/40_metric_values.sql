@@ -94,67 +94,91 @@ SELECT * FROM academic
 UNION ALL
 SELECT * FROM financial;
 
--- Units with their cohort attributes, once per cell period they count in, in a frame.
-CREATE TEMP TABLE int_unit_cells AS
+-- A unit's value of a cohort dimension when its metric lists the dimension, else NULL.
+CREATE OR REPLACE TEMP MACRO listed_value(dimensions, dimension, value) AS
+    CASE WHEN list_contains(dimensions, dimension) THEN value END;
+
+-- Units grouped before they are unpivoted: one row per metric, cell period, area and
+-- combination of values of the dimensions the metric lists (NULL for the dimensions it does
+-- not list), with the group's unit count, sums and measures. A unit counts in its academic
+-- year and in the financial year its event_date falls in, in a frame only. A median cannot be
+-- summed, so each group keeps its measures as a list (only median and mean metrics have
+-- measures); numerators and denominators are counts, so the sums of the groups' sums are the
+-- sums over their units. Grouping first makes the unpivot below work on a few rows per
+-- combination rather than once per unit and dimension.
+CREATE TEMP TABLE int_unit_groups AS
 WITH attributed AS (
     SELECT
-        u.metric_id, u.period, u.event_date, u.la_code, u.numerator, u.denominator, u.measure,
-        coalesce(u.sen_status, d.sen_provision, 'X') AS sen_status,
-        coalesce(u.primary_need, d.primary_need, 'unknown') AS primary_need,
-        coalesce(u.age_band, d.age_band, 'unknown') AS age_band,
-        coalesce(u.sex, d.sex, 'U') AS sex,
-        coalesce(u.ethnicity_group, d.ethnicity_group, 'Unknown') AS ethnicity_group,
-        coalesce(u.fsm, d.fsm, 'unknown') AS fsm,
-        coalesce(u.care_status, d.care_status, 'none') AS care_status,
-        u.service, u.flow, u.identifier, u.agency_pair, u.agency
+        u.metric_id, u.la_code, u.numerator, u.denominator, u.measure,
+        CASE WHEN f.period IS NULL THEN [u.period] ELSE [u.period, f.period] END
+            AS cell_periods,
+        listed_value(m.cohort_dimensions, 'sen_status',
+                     coalesce(u.sen_status, d.sen_provision, 'X')) AS sen_status,
+        listed_value(m.cohort_dimensions, 'primary_need',
+                     coalesce(u.primary_need, d.primary_need, 'unknown')) AS primary_need,
+        listed_value(m.cohort_dimensions, 'age_band',
+                     coalesce(u.age_band, d.age_band, 'unknown')) AS age_band,
+        listed_value(m.cohort_dimensions, 'sex', coalesce(u.sex, d.sex, 'U')) AS sex,
+        listed_value(m.cohort_dimensions, 'ethnicity_group',
+                     coalesce(u.ethnicity_group, d.ethnicity_group, 'Unknown'))
+            AS ethnicity_group,
+        listed_value(m.cohort_dimensions, 'fsm', coalesce(u.fsm, d.fsm, 'unknown')) AS fsm,
+        listed_value(m.cohort_dimensions, 'care_status',
+                     coalesce(u.care_status, d.care_status, 'none')) AS care_status,
+        listed_value(m.cohort_dimensions, 'service', u.service) AS service,
+        listed_value(m.cohort_dimensions, 'flow', u.flow) AS flow,
+        listed_value(m.cohort_dimensions, 'identifier', u.identifier) AS identifier,
+        listed_value(m.cohort_dimensions, 'agency_pair', u.agency_pair) AS agency_pair,
+        listed_value(m.cohort_dimensions, 'agency', u.agency) AS agency
     FROM int_metric_units AS u
+    JOIN metric_catalogue AS m ON m.id = u.metric_id
     LEFT JOIN dim_child_period AS d ON d.child_id = u.child_id AND d.period = u.period
+    LEFT JOIN ref_period AS f
+        ON f.kind = 'financial_year' AND u.event_date BETWEEN f.period_start AND f.period_end
 ),
 placed AS (
-    SELECT a.* EXCLUDE (event_date)
+    SELECT a.* EXCLUDE (cell_periods), unnest(a.cell_periods) AS period
     FROM attributed AS a
-    UNION ALL BY NAME
-    SELECT a.* EXCLUDE (event_date, period), f.period
-    FROM attributed AS a
-    JOIN ref_period AS f
-        ON f.kind = 'financial_year' AND a.event_date BETWEEN f.period_start AND f.period_end
 )
-SELECT p.*
+SELECT
+    p.* EXCLUDE (numerator, denominator, measure),
+    count(*) AS units,
+    sum(p.numerator) AS numerator,
+    sum(p.denominator) AS denominator,
+    list(p.measure) FILTER (WHERE p.measure IS NOT NULL) AS measures
 FROM placed AS p
 SEMI JOIN int_metric_frames AS r
-    ON r.metric_id = p.metric_id AND r.period = p.period AND r.la_code = p.la_code;
+    ON r.metric_id = p.metric_id AND r.period = p.period AND r.la_code = p.la_code
+GROUP BY ALL;
 
 -- Aggregates per metric, period, area and value of each cohort dimension the metric lists
--- (the units unpivoted to one row per dimension; a unit without a value of a unit dimension
--- is left out here and caught below); cohort NULL is the total ('all').
+-- (the groups unpivoted to one row per listed dimension; a unit without a value of a unit
+-- dimension is left out here and caught below); cohort NULL is the total ('all').
 CREATE TEMP TABLE int_unit_aggregates AS
 WITH by_cohort AS (
-    UNPIVOT int_unit_cells
+    UNPIVOT int_unit_groups
     ON sen_status, primary_need, age_band, sex, ethnicity_group, fsm, care_status, service,
        flow, identifier, agency_pair, agency
     INTO NAME cohort VALUE cohort_value
+),
+measured_groups AS (
+    SELECT metric_id, period, la_code, cohort, cohort_value, units, numerator, denominator,
+           measures
+    FROM by_cohort
+    UNION ALL
+    SELECT metric_id, period, la_code, NULL AS cohort, 'all' AS cohort_value, units, numerator,
+           denominator, measures
+    FROM int_unit_groups
 )
 SELECT
-    c.metric_id, c.period, c.la_code, c.cohort, c.cohort_value,
-    count(*) AS units,
-    sum(c.numerator) AS numerator,
-    sum(c.denominator) AS denominator,
-    count(c.measure) AS measured,
-    median(c.measure) AS median_measure,
-    avg(c.measure) AS mean_measure
-FROM by_cohort AS c
-SEMI JOIN int_metric_dimensions AS d USING (metric_id, cohort)
-GROUP BY ALL
-UNION ALL
-SELECT
-    metric_id, period, la_code, NULL AS cohort, 'all' AS cohort_value,
-    count(*) AS units,
+    metric_id, period, la_code, cohort, cohort_value,
+    CAST(sum(units) AS BIGINT) AS units,
     sum(numerator) AS numerator,
     sum(denominator) AS denominator,
-    count(measure) AS measured,
-    median(measure) AS median_measure,
-    avg(measure) AS mean_measure
-FROM int_unit_cells
+    CAST(coalesce(sum(len(measures)), 0) AS BIGINT) AS measured,
+    list_median(flatten(list(measures))) AS median_measure,
+    list_avg(flatten(list(measures))) AS mean_measure
+FROM measured_groups
 GROUP BY ALL;
 
 -- The partition rule: every unit has exactly one value of each dimension its metric lists.
