@@ -12,7 +12,9 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -24,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from joinedup import __version__
-from joinedup.contracts import Period, code_lists, contract, contracts
+from joinedup.contracts import Contract, Period, code_lists, contract, contracts
 from joinedup.dictionary import (
     DESCRIPTIONS_SCHEMA,
     DICTIONARY_FILE,
@@ -285,8 +287,12 @@ def build_warehouse(
     delivery_records: Sequence[Mapping[str, Any]] = (),
     record_linkage: Path | None = None,
     truth_pairs: Path | None = None,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, int]:
     """Build a new warehouse file at db_path and return its row count per table.
+
+    timings, when given, receives the seconds each step took (loading, each transform file and
+    its Python step, comments, manifest), in the order they ran: the build's profile.
 
     record_linkage and truth_pairs are the linker's optional outputs (record_linkage.parquet,
     and truth_pairs.parquet on synthetic data); None or a path that does not exist loads them
@@ -308,19 +314,34 @@ def build_warehouse(
     db_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with duckdb.connect(str(db_path)) as con:
-            load_reference_tables(con, sources, linkage_quality, settings.transforms_dir)
-            load_sources(con, sources, spine, links)
-            load_linkage_outputs(con, record_linkage, truth_pairs)
-            load_data_quality(con, sources, delivery_records)
-            run_transforms(con, settings.transforms_dir)
-            apply_comments(con)
-            write_manifest(con, run_id, source_periods(sources))
-            counts = table_row_counts(con)
-            con.execute("CHECKPOINT")
+            with timed(timings, "load reference tables"):
+                load_reference_tables(con, sources, linkage_quality, settings.transforms_dir)
+            with timed(timings, "load sources"):
+                load_sources(con, sources, spine, links)
+            with timed(timings, "load linkage outputs and data quality"):
+                load_linkage_outputs(con, record_linkage, truth_pairs)
+                load_data_quality(con, sources, delivery_records)
+            run_transforms(con, settings.transforms_dir, timings)
+            with timed(timings, "comments, manifest, checkpoint"):
+                apply_comments(con)
+                write_manifest(con, run_id, source_periods(sources))
+                counts = table_row_counts(con)
+                con.execute("CHECKPOINT")
         return counts
     except BaseException:
         remove_database(db_path)
         raise
+
+
+@contextmanager
+def timed(timings: dict[str, float] | None, step: str) -> Iterator[None]:
+    """Add the seconds the block takes to timings[step] (nothing when timings is None)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        if timings is not None:
+            timings[step] = timings.get(step, 0.0) + time.perf_counter() - started
 
 
 def check_sources(sources: Mapping[str, Sequence[SourceFile]]) -> None:
@@ -576,23 +597,34 @@ def load_sources(
     spine: Path,
     links: Path,
 ) -> None:
-    """Load every extract into TEMP table src_<extract> (plus period, delivery_id), the spine
-    into src_spine and the links into src_links. Extracts with no file get an empty table."""
+    """Load every extract's warehouse columns (source_columns) into TEMP table src_<extract>
+    (plus period, delivery_id), the spine into src_spine and the links into src_links. Extracts
+    with no file get an empty table."""
     for name, extract in contracts().items():
         schema = extract.pseudonymised_schema()
-        empty = schema.empty_table()
+        columns = source_columns(extract)
+        empty = pa.schema([schema.field(column) for column in columns]).empty_table()
         empty = empty.append_column("period", pa.array([], pa.string()))
         empty = empty.append_column("delivery_id", pa.array([], pa.string()))
         load_arrow(con, f"src_{name}", empty, temp=True)
+        column_list = ", ".join(columns)
         for source in sources.get(name, ()):
             check_file_columns(source.path, schema.names)
             con.execute(
                 f"INSERT INTO src_{name} BY NAME "
-                "SELECT *, ? AS period, ? AS delivery_id FROM read_parquet(?)",
+                f"SELECT {column_list}, ? AS period, ? AS delivery_id FROM read_parquet(?)",
                 [source.period, source.delivery_id, str(source.path)],
             )
     load_parquet_columns(con, "src_spine", spine, SPINE_COLUMNS)
     load_parquet_columns(con, "src_links", links, LINK_COLUMNS)
+
+
+def source_columns(extract: Contract) -> list[str]:
+    """The columns of an extract the warehouse reads: all but its match keys (the tokens and
+    encodings only the linker compares), keeping person_token, the record key the spine maps
+    to a child. Parquet reads only these, so the Bloom encodings never reach memory."""
+    sensitive = extract.sensitive_columns - {"person_token"}
+    return [name for name in extract.pseudonymised_schema().names if name not in sensitive]
 
 
 def load_linkage_outputs(
@@ -677,20 +709,26 @@ def transform_files(transforms_dir: Path) -> list[Path]:
     return sorted(Path(transforms_dir).glob("*.sql"))
 
 
-def run_transforms(con: duckdb.DuckDBPyConnection, transforms_dir: Path) -> None:
+def run_transforms(
+    con: duckdb.DuckDBPyConnection,
+    transforms_dir: Path,
+    timings: dict[str, float] | None = None,
+) -> None:
     """Execute every transforms/*.sql file in file-name order, each followed by its Python step
-    (PYTHON_STEPS) if it has one."""
+    (PYTHON_STEPS) if it has one; timings (see build_warehouse) gets the seconds of each."""
     files = transform_files(transforms_dir)
     if not files:
         raise TransformError(f"no SQL transforms in {transforms_dir}")
     for path in files:
-        try:
-            con.execute(path.read_text(encoding="utf-8"))
-        except duckdb.Error as error:
-            raise TransformError(f"{path.name}: {error}") from error
+        with timed(timings, path.name):
+            try:
+                con.execute(path.read_text(encoding="utf-8"))
+            except duckdb.Error as error:
+                raise TransformError(f"{path.name}: {error}") from error
         if path.name in PYTHON_STEPS:
             table, step = PYTHON_STEPS[path.name]
-            load_arrow(con, table, step(con), temp=True)
+            with timed(timings, f"{step.__name__} (after {path.name})"):
+                load_arrow(con, table, step(con), temp=True)
 
 
 def table_row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

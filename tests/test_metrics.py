@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from joinedup.contracts import contract
+from joinedup.contracts import contract, contracts
 from joinedup.metrics import (
     CATALOGUE_DIR,
     CATALOGUE_THEMES,
@@ -48,6 +48,8 @@ from joinedup.metrics import (
     build_warehouse,
     catalogue_files,
     read_catalogue,
+    source_columns,
+    transform_files,
 )
 from joinedup.settings import AGENCIES, Settings
 
@@ -442,6 +444,7 @@ def build_fixture_warehouse(
     settings: Settings | None = None,
     run_id: str = "run-1",
     deliveries: dict[tuple[str, str, str], list[dict[str, Any]]] = DELIVERIES,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, int]:
     """Build the fixture warehouse at db_path from inputs written under root."""
     inputs = write_fixture_inputs(root, deliveries)
@@ -455,6 +458,7 @@ def build_fixture_warehouse(
         settings=settings,
         record_linkage=inputs.record_linkage,
         truth_pairs=inputs.truth_pairs,
+        timings=timings,
     )
 
 
@@ -463,16 +467,46 @@ class Built:
     path: Path
     counts: dict[str, int]
     seconds: float
+    timings: dict[str, float]
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     root = tmp_path_factory.mktemp("warehouse")
+    timings: dict[str, float] = {}
     start = time.perf_counter()
-    counts = build_fixture_warehouse(root / "build.duckdb", root)
+    counts = build_fixture_warehouse(root / "build.duckdb", root, timings=timings)
     seconds = time.perf_counter() - start
     print(f"\nfixture warehouse built in {seconds:.2f} s")
-    return Built(root / "build.duckdb", counts, seconds)
+    return Built(root / "build.duckdb", counts, seconds, timings)
+
+
+@pytest.mark.parametrize("name", sorted(contracts()))
+def test_build_loads_no_match_key_but_the_record_key(name: str) -> None:
+    """The warehouse reads an extract without the tokens and Bloom encodings only the linker
+    compares, but with person_token (the spine's key), the identifier statuses and every
+    payload column, in the contract's order."""
+    extract = contract(name)
+    columns = source_columns(extract)
+    assert "person_token" in columns
+    assert not set(columns) & (extract.sensitive_columns - {"person_token"})
+    assert {c.name for c in extract.payload} <= set(columns)
+    assert {"birth_ym", "sex", "la_code"} <= set(columns)
+    assert {"nhs_status", "upn_status"} & set(columns)
+    assert columns == [n for n in extract.pseudonymised_schema().names if n in columns]
+
+
+def test_build_times_every_step_it_runs(built: Built) -> None:
+    """build_warehouse's profile names the loading steps, every transform file and the Python
+    step, in the order they ran, and its seconds add up to no more than the whole build."""
+    files = [path.name for path in transform_files(Settings().transforms_dir)]
+    steps = list(built.timings)
+    assert steps[:2] == ["load reference tables", "load sources"]
+    assert [step for step in steps if step.endswith(".sql")] == files
+    assert "suppressed_counts (after 49_disclosure_counts.sql)" in steps
+    assert steps[-1] == "comments, manifest, checkpoint"
+    assert all(seconds >= 0 for seconds in built.timings.values())
+    assert sum(built.timings.values()) <= built.seconds
 
 
 @pytest.fixture

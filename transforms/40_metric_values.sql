@@ -94,67 +94,108 @@ SELECT * FROM academic
 UNION ALL
 SELECT * FROM financial;
 
--- Units with their cohort attributes, once per cell period they count in, in a frame.
-CREATE TEMP TABLE int_unit_cells AS
-WITH attributed AS (
+-- Units grouped before they are unpivoted: one row per metric, cell period, area and
+-- combination of values of the dimensions the metric lists (NULL for the dimensions it does
+-- not list), with the group's unit count, sums and measures. A unit counts in its academic
+-- year and in the financial year its event_date falls in, in a frame only (the frame is part
+-- of the grouping key, so a group is kept or left out whole). A median cannot be summed, so
+-- each group keeps its measures as a list (only median and mean metrics have measures);
+-- numerators and denominators are counts, so the sum of the groups' sums is the sum over
+-- their units. Grouping first makes the unpivot below work on a few rows per combination of
+-- values rather than on every unit once per dimension.
+CREATE TEMP TABLE int_unit_groups AS
+WITH listed AS (
     SELECT
-        u.metric_id, u.period, u.event_date, u.la_code, u.numerator, u.denominator, u.measure,
-        coalesce(u.sen_status, d.sen_provision, 'X') AS sen_status,
-        coalesce(u.primary_need, d.primary_need, 'unknown') AS primary_need,
-        coalesce(u.age_band, d.age_band, 'unknown') AS age_band,
-        coalesce(u.sex, d.sex, 'U') AS sex,
-        coalesce(u.ethnicity_group, d.ethnicity_group, 'Unknown') AS ethnicity_group,
-        coalesce(u.fsm, d.fsm, 'unknown') AS fsm,
-        coalesce(u.care_status, d.care_status, 'none') AS care_status,
-        u.service, u.flow, u.identifier, u.agency_pair, u.agency
+        id AS metric_id,
+        list_contains(cohort_dimensions, 'sen_status') AS sen_status,
+        list_contains(cohort_dimensions, 'primary_need') AS primary_need,
+        list_contains(cohort_dimensions, 'age_band') AS age_band,
+        list_contains(cohort_dimensions, 'sex') AS sex,
+        list_contains(cohort_dimensions, 'ethnicity_group') AS ethnicity_group,
+        list_contains(cohort_dimensions, 'fsm') AS fsm,
+        list_contains(cohort_dimensions, 'care_status') AS care_status,
+        list_contains(cohort_dimensions, 'service') AS service,
+        list_contains(cohort_dimensions, 'flow') AS flow,
+        list_contains(cohort_dimensions, 'identifier') AS identifier,
+        list_contains(cohort_dimensions, 'agency_pair') AS agency_pair,
+        list_contains(cohort_dimensions, 'agency') AS agency
+    FROM metric_catalogue
+),
+attributed AS (
+    SELECT
+        u.metric_id, u.la_code, u.numerator, u.denominator, u.measure,
+        CASE WHEN f.period IS NULL THEN [u.period] ELSE [u.period, f.period] END
+            AS cell_periods,
+        CASE WHEN l.sen_status THEN coalesce(u.sen_status, d.sen_provision, 'X') END
+            AS sen_status,
+        CASE WHEN l.primary_need THEN coalesce(u.primary_need, d.primary_need, 'unknown') END
+            AS primary_need,
+        CASE WHEN l.age_band THEN coalesce(u.age_band, d.age_band, 'unknown') END AS age_band,
+        CASE WHEN l.sex THEN coalesce(u.sex, d.sex, 'U') END AS sex,
+        CASE WHEN l.ethnicity_group
+             THEN coalesce(u.ethnicity_group, d.ethnicity_group, 'Unknown') END
+            AS ethnicity_group,
+        CASE WHEN l.fsm THEN coalesce(u.fsm, d.fsm, 'unknown') END AS fsm,
+        CASE WHEN l.care_status THEN coalesce(u.care_status, d.care_status, 'none') END
+            AS care_status,
+        CASE WHEN l.service THEN u.service END AS service,
+        CASE WHEN l.flow THEN u.flow END AS flow,
+        CASE WHEN l.identifier THEN u.identifier END AS identifier,
+        CASE WHEN l.agency_pair THEN u.agency_pair END AS agency_pair,
+        CASE WHEN l.agency THEN u.agency END AS agency
     FROM int_metric_units AS u
+    JOIN listed AS l USING (metric_id)
     LEFT JOIN dim_child_period AS d ON d.child_id = u.child_id AND d.period = u.period
+    LEFT JOIN ref_period AS f
+        ON f.kind = 'financial_year' AND u.event_date BETWEEN f.period_start AND f.period_end
 ),
 placed AS (
-    SELECT a.* EXCLUDE (event_date)
+    SELECT a.* EXCLUDE (cell_periods), unnest(a.cell_periods) AS period
     FROM attributed AS a
-    UNION ALL BY NAME
-    SELECT a.* EXCLUDE (event_date, period), f.period
-    FROM attributed AS a
-    JOIN ref_period AS f
-        ON f.kind = 'financial_year' AND a.event_date BETWEEN f.period_start AND f.period_end
+),
+grouped AS (
+    SELECT
+        p.* EXCLUDE (numerator, denominator, measure),
+        count(*) AS units,
+        sum(p.numerator) AS numerator,
+        sum(p.denominator) AS denominator,
+        list(p.measure) FILTER (WHERE p.measure IS NOT NULL) AS measures
+    FROM placed AS p
+    GROUP BY ALL
 )
-SELECT p.*
-FROM placed AS p
+SELECT g.*
+FROM grouped AS g
 SEMI JOIN int_metric_frames AS r
-    ON r.metric_id = p.metric_id AND r.period = p.period AND r.la_code = p.la_code;
+    ON r.metric_id = g.metric_id AND r.period = g.period AND r.la_code = g.la_code;
 
 -- Aggregates per metric, period, area and value of each cohort dimension the metric lists
--- (the units unpivoted to one row per dimension; a unit without a value of a unit dimension
--- is left out here and caught below); cohort NULL is the total ('all').
+-- (the groups unpivoted to one row per listed dimension; a unit without a value of a unit
+-- dimension is left out here and caught below); cohort NULL is the total ('all').
 CREATE TEMP TABLE int_unit_aggregates AS
 WITH by_cohort AS (
-    UNPIVOT int_unit_cells
+    UNPIVOT int_unit_groups
     ON sen_status, primary_need, age_band, sex, ethnicity_group, fsm, care_status, service,
        flow, identifier, agency_pair, agency
     INTO NAME cohort VALUE cohort_value
+),
+measured_groups AS (
+    SELECT metric_id, period, la_code, cohort, cohort_value, units, numerator, denominator,
+           measures
+    FROM by_cohort
+    UNION ALL
+    SELECT metric_id, period, la_code, NULL AS cohort, 'all' AS cohort_value, units, numerator,
+           denominator, measures
+    FROM int_unit_groups
 )
 SELECT
-    c.metric_id, c.period, c.la_code, c.cohort, c.cohort_value,
-    count(*) AS units,
-    sum(c.numerator) AS numerator,
-    sum(c.denominator) AS denominator,
-    count(c.measure) AS measured,
-    median(c.measure) AS median_measure,
-    avg(c.measure) AS mean_measure
-FROM by_cohort AS c
-SEMI JOIN int_metric_dimensions AS d USING (metric_id, cohort)
-GROUP BY ALL
-UNION ALL
-SELECT
-    metric_id, period, la_code, NULL AS cohort, 'all' AS cohort_value,
-    count(*) AS units,
+    metric_id, period, la_code, cohort, cohort_value,
+    CAST(sum(units) AS BIGINT) AS units,
     sum(numerator) AS numerator,
     sum(denominator) AS denominator,
-    count(measure) AS measured,
-    median(measure) AS median_measure,
-    avg(measure) AS mean_measure
-FROM int_unit_cells
+    CAST(coalesce(sum(len(measures)), 0) AS BIGINT) AS measured,
+    list_median(flatten(list(measures))) AS median_measure,
+    list_avg(flatten(list(measures))) AS mean_measure
+FROM measured_groups
 GROUP BY ALL;
 
 -- The partition rule: every unit has exactly one value of each dimension its metric lists.

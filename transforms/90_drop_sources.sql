@@ -31,7 +31,7 @@ DROP TABLE int_person_identifier;
 DROP TABLE int_metric_units;
 DROP TABLE int_metric_dimensions;
 DROP TABLE int_metric_frames;
-DROP TABLE int_unit_cells;
+DROP TABLE int_unit_groups;
 DROP TABLE int_unit_aggregates;
 DROP TABLE int_metric_skeleton;
 DROP TABLE int_metric_cells;
