@@ -279,10 +279,9 @@ def rule_pairs(
     rule: Rule,
     max_block_pairs: int,
 ) -> dict[tuple[str, str], np.ndarray]:
-    """One rule's distinct pairs (`pair_codes`) for each wanted pair of sides, each side's keys
-    made once (a rule with the same columns on both sides gives a side the same keys as left and
-    as right). Deduplicated at once, pairing by pairing: a pair meets in every band or position
-    it shares, 20 times for one address under a 20-band rule."""
+    """One rule's pairs as codes (`codes_of_pairs`, repeats included: a pair meets in every band
+    or position it shares) for each wanted pair of sides, each side's keys made once (a rule with
+    the same columns on both sides gives a side the same keys as left and as right)."""
     symmetric = not isinstance(rule, BlockingRule) or rule.left_on == rule.right_on
     cache: dict[tuple[str, bool], SortedKeys] = {}
 
@@ -298,13 +297,18 @@ def rule_pairs(
             keys_of(name_l, True), keys_of(name_r, False), max_block_pairs, rule.name
         )
         pairs = pairs[pairs[:, 0] < pairs[:, 1]] if name_l == name_r else pairs
-        found[(name_l, name_r)] = pair_codes(pairs, len(sides[name_r]))
+        found[(name_l, name_r)] = codes_of_pairs(pairs, len(sides[name_r]))
     return found
 
 
+def codes_of_pairs(pairs: np.ndarray, n_right: int) -> np.ndarray:
+    """Each pair as one int64, left row * n_right + right row (half the memory of the pair)."""
+    return pairs[:, 0].astype(np.int64) * max(n_right, 1) + pairs[:, 1]
+
+
 def pair_codes(pairs: np.ndarray, n_right: int) -> np.ndarray:
-    """Each distinct pair as one int64 (left row * n_right + right row), ascending."""
-    return np.unique(pairs[:, 0].astype(np.int64) * max(n_right, 1) + pairs[:, 1])
+    """Each distinct pair's code (`codes_of_pairs`), ascending."""
+    return np.unique(codes_of_pairs(pairs, n_right))
 
 
 def pairs_of_codes(codes: np.ndarray, n_right: int) -> np.ndarray:
