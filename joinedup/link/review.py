@@ -228,7 +228,7 @@ def record_decisions(
 def matching_pairs(pairs: pd.DataFrame, decided: pd.DataFrame) -> np.ndarray:
     """True for each pair whose two records (in either order) form a pair of decided."""
     key = list(PAIR_KEY)
-    if decided.empty:  # the usual case: no merge over every pair's record keys
+    if decided.empty or pairs.empty:  # the usual case: no merge over every pair's record keys
         return np.zeros(len(pairs), dtype=bool)
     swapped = decided.rename(
         columns={
