@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from joinedup.link.compare import Side
-from joinedup.link.records import BIRTH_YEAR
+from joinedup.link.records import BIRTH_YEAR, distinct
 from joinedup.pseudonymise import MISSING_NEAR_TOKEN
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ def candidate_pairs_of(
             found[w].append(codes)
     return {
         (name_l, name_r): pairs_of_codes(
-            np.unique(np.concatenate([np.empty(0, np.int64), *found.pop((name_l, name_r))])),
+            distinct(np.concatenate([np.empty(0, np.int64), *found.pop((name_l, name_r))])),
             len(sides[name_r]),
         )
         for name_l, name_r in wanted
@@ -308,7 +308,7 @@ def codes_of_pairs(pairs: np.ndarray, n_right: int) -> np.ndarray:
 
 def pair_codes(pairs: np.ndarray, n_right: int) -> np.ndarray:
     """Each distinct pair's code (`codes_of_pairs`), ascending."""
-    return np.unique(codes_of_pairs(pairs, n_right))
+    return distinct(codes_of_pairs(pairs, n_right))
 
 
 def pairs_of_codes(codes: np.ndarray, n_right: int) -> np.ndarray:

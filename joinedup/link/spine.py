@@ -57,7 +57,7 @@ import pyarrow.compute as pc
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from joinedup.link.records import RECORD_KEY, record_rows
+from joinedup.link.records import RECORD_KEY, distinct, record_rows
 from joinedup.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ def several_per_group(groups: np.ndarray, values: np.ndarray, n_groups: int) -> 
     """Per group number, True when its members hold more than one distinct value (>= 0)."""
     present = values >= 0
     width = np.int64(values.max() + 1) if present.any() else np.int64(1)
-    pairs = np.unique(groups[present].astype(np.int64) * width + values[present])
+    pairs = distinct(groups[present].astype(np.int64) * width + values[present])
     return np.bincount(pairs // width, minlength=n_groups) > 1
 
 
