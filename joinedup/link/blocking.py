@@ -138,20 +138,11 @@ class SortedKeys:
     rows: np.ndarray
 
 
-def sorted_keys(keys: np.ndarray, rows: np.ndarray | None = None) -> SortedKeys:
-    """The non-null keys sorted (rows: each key's record row; by default its position)."""
-    rows = np.arange(len(keys)) if rows is None else rows
+def sorted_keys(keys: np.ndarray, rows: np.ndarray) -> SortedKeys:
+    """The non-null keys sorted, with rows (each key's record row) in the same order."""
     kept = np.flatnonzero(keys != NULL_KEY)
     order = kept[np.argsort(keys[kept])]  # any order within a key: pairs are deduplicated
     return SortedKeys(keys[order], rows[order])
-
-
-def block_pairs(
-    keys_l: np.ndarray, keys_r: np.ndarray, max_block_pairs: int, rule: str = ""
-) -> np.ndarray:
-    """(left index, right index) pairs with equal non-null keys; blocks of more than
-    max_block_pairs pairs are skipped (and logged)."""
-    return sorted_block_pairs(sorted_keys(keys_l), sorted_keys(keys_r), max_block_pairs, rule)
 
 
 def sorted_block_pairs(
@@ -306,17 +297,12 @@ def codes_of_pairs(pairs: np.ndarray, n_right: int) -> np.ndarray:
     return pairs[:, 0].astype(np.int64) * max(n_right, 1) + pairs[:, 1]
 
 
-def pair_codes(pairs: np.ndarray, n_right: int) -> np.ndarray:
-    """Each distinct pair's code (`codes_of_pairs`), ascending."""
-    return distinct(codes_of_pairs(pairs, n_right))
-
-
 def pairs_of_codes(codes: np.ndarray, n_right: int) -> np.ndarray:
-    """The (left row, right row) pairs of pair_codes."""
+    """The (left row, right row) pairs of codes_of_pairs."""
     width = max(n_right, 1)
     return np.column_stack([codes // width, codes % width])
 
 
 def unique_pairs(pairs: np.ndarray, n_right: int) -> np.ndarray:
     """Deduplicated pairs, sorted by left then right row."""
-    return pairs_of_codes(pair_codes(pairs, n_right), n_right)
+    return pairs_of_codes(distinct(codes_of_pairs(pairs, n_right)), n_right)
