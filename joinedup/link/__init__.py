@@ -80,6 +80,7 @@ from joinedup.link.spine import (
     IdState,
     assign_child_ids,
     cluster_records,
+    column_at,
     one_to_one,
     read_id_state,
     registry_dir,
@@ -327,13 +328,11 @@ def spine_frame(assigned: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
 
 
 def children_of(pairs: pd.DataFrame, spine: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The child_id of each pair's left and right record (NaN when not in the spine)."""
-    child = spine["child_id"].to_numpy(dtype=object)
+    """The child_id of each pair's left and right record (None when not in the spine)."""
     found = []
     for side in ("l", "r"):
         rows = record_rows(spine, pairs[f"agency_{side}"], pairs[f"person_token_{side}"])
-        found.append(np.full(len(rows), np.nan, dtype=object))
-        found[-1][rows >= 0] = child[rows[rows >= 0]]
+        found.append(column_at(spine, "child_id", rows, rows >= 0))
     return found[0], found[1]
 
 
