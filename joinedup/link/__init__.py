@@ -332,7 +332,7 @@ def children_of(pairs: pd.DataFrame, spine: pd.DataFrame) -> tuple[np.ndarray, n
     found = []
     for side in ("l", "r"):
         rows = record_rows(spine, pairs[f"agency_{side}"], pairs[f"person_token_{side}"])
-        found.append(column_at(spine, "child_id", rows, rows >= 0))
+        found.append(column_at(spine, "child_id", rows))
     return found[0], found[1]
 
 

@@ -78,14 +78,8 @@ AGENCY_CONFLICT = "two persons of one agency in one child"
 def by_descending_weight(links: pd.DataFrame) -> pd.DataFrame:
     """Links strongest first; ties in a fixed order of the record keys (index labels kept)."""
     keys = ["agency_l", "person_token_l", "agency_r", "person_token_r"]
-    table = pa.table(
-        {
-            "match_weight": pa.array(links["match_weight"].to_numpy(float)),
-            **{c: pa.array(links[c].astype(str).to_numpy(), pa.string()) for c in keys},
-        }
-    )
     order = [("match_weight", "descending"), *((c, "ascending") for c in keys)]
-    return links.take(pc.sort_indices(table, sort_keys=order).to_numpy())
+    return links.take(arrow_order(links, order))
 
 
 def one_to_one(links: pd.DataFrame) -> pd.DataFrame:
@@ -487,15 +481,14 @@ def updated_id_state(
     before = state.registry.reset_index(drop=True)
     now = assigned[[*RECORD_KEY, "child_id"]].reset_index(drop=True)
     rows = record_rows(before, now["agency"], now["person_token"])
-    seen = rows >= 0
     old_first, old_last = (
-        pd.Series(column_at(before, column, rows, seen), dtype=object)
+        pd.Series(column_at(before, column, rows), dtype=object)
         for column in ("first_seen_period", "last_seen_period")
     )
     now["first_seen_period"] = old_first.where(old_first.notna(), period)
     now["last_seen_period"] = latest_period(old_last, period)
     absent = np.ones(len(before), dtype=bool)
-    absent[rows[seen]] = False
+    absent[rows[rows >= 0]] = False
     kept = before[absent].assign(child_id=before["child_id"][absent].replace(merged_into))
     registry = concat_rows([now.iloc[:0], kept, now]).reindex(columns=list(REGISTRY_COLUMNS))
     registry = registry.take(key_order(registry)).reset_index(drop=True)
@@ -503,19 +496,28 @@ def updated_id_state(
     return IdState(registry=registry.astype(object), history=history.astype(object))
 
 
-def column_at(frame: pd.DataFrame, column: str, rows: np.ndarray, found: np.ndarray) -> np.ndarray:
-    """frame[column] at each row (object), None where not found."""
+def column_at(frame: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
+    """frame[column] at each row (object), None where the row is -1 (`record_rows`: not found)."""
+    found = rows >= 0
     values = np.full(len(rows), None, dtype=object)
     values[found] = frame[column].to_numpy(object)[rows[found]]
     return values
 
 
 def key_order(records: pd.DataFrame) -> np.ndarray:
-    """Row order by (agency, person_token), sorted in Arrow (no Python string comparisons)."""
-    table = pa.table(
-        {c: pa.array(records[c].astype(str).to_numpy(), pa.string()) for c in RECORD_KEY}
-    )
-    return pc.sort_indices(table, sort_keys=[(c, "ascending") for c in RECORD_KEY]).to_numpy()
+    """Row order by (agency, person_token)."""
+    return arrow_order(records, [(c, "ascending") for c in RECORD_KEY])
+
+
+def arrow_order(frame: pd.DataFrame, sort_keys: list[tuple[str, str]]) -> np.ndarray:
+    """Stable row order of frame by sort_keys ((column, 'ascending' | 'descending')), sorted in
+    Arrow: text columns as strings, with no Python string comparisons."""
+    columns = {}
+    for column, _ in sort_keys:
+        values = frame[column]
+        numeric = pd.api.types.is_numeric_dtype(values)
+        columns[column] = pa.array(values.to_numpy() if numeric else values.astype(str).to_numpy())
+    return pc.sort_indices(pa.table(columns), sort_keys=sort_keys).to_numpy()
 
 
 def latest_period(previous: pd.Series, period: str | None) -> pd.Series:
