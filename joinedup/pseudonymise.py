@@ -6,7 +6,9 @@ equal values in different fields differ; only birth year-month, sex, ethnicity a
 district stay in clear. Approximate name and address agreement uses field-level Bloom filters
 of bigrams (CLK style, Schnell et al. 2009); the address filter sets fewer bits per bigram.
 A mistyped NHS number or UPN is matched by its near tokens: the number as recorded with each
-position masked in turn, each masked form keyed-hashed to 64 bits, so two numbers one
+position masked in turn, each masked form keyed-hashed to 64 bits (SipHash-2-4, a keyed PRF
+for short inputs, under a 128-bit key derived from the pseudonymisation key: computed for a
+whole column at once, where HMAC would cost a Python call per form), so two numbers one
 character apart share exactly one token and reveal no more than that; and by its transposition
 (near-2) tokens, each pair of adjacent positions masked in turn with the pair's two characters
 appended in sorted order, which two numbers share only when they are equal or one has two
@@ -47,7 +49,7 @@ import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -103,6 +105,7 @@ Derived = dict[str, pa.Array]
 PARALLEL_MIN_VALUES = 20_000  # columns with fewer distinct values are derived in-process
 PARALLEL_CHUNKS = 8  # chunks of distinct values handed to a pool
 CLEAR_FIELDS = frozenset({"sex", "ethnicity"})
+NEAR_TOKEN_PREFIXES = {"nhs_number": "nhs", "upn": "upn"}  # identifier fields with near tokens
 
 
 def nhs_check_digit(first_nine: str) -> int | None:
@@ -273,27 +276,16 @@ def hmac_key_states(key: bytes) -> tuple[Any, Any]:
     return inner, outer
 
 
-def keyed_digests(key: bytes, field: str, values: Iterable[str]) -> list[bytes]:
-    """HMAC-SHA256 (32 bytes) of 'field|value' for each value: the same value in another field
-    differs.
+def keyed_digest(key: bytes, field: str, value: str) -> bytes:
+    """HMAC-SHA256 (32 bytes) of 'field|value': the same value in another field differs.
 
     Equal to hmac.digest(key, ..., "sha256"), computed from the key's padded states so that
-    each value costs only the hashing of its message: about a third of the cost of
-    hmac.digest, which sets the key up again on every call (near tokens make tens of millions
-    of calls)."""
+    each value costs only the hashing of its message, not hmac.digest's set-up of the key."""
     inner_key, outer_key = hmac_key_states(key)
-    digests = []
-    for value in values:
-        inner, outer = inner_key.copy(), outer_key.copy()
-        inner.update(f"{field}|{value}".encode())
-        outer.update(inner.digest())
-        digests.append(outer.digest())
-    return digests
-
-
-def keyed_digest(key: bytes, field: str, value: str) -> bytes:
-    """HMAC-SHA256 (32 bytes) of 'field|value' (see keyed_digests)."""
-    return keyed_digests(key, field, (value,))[0]
+    inner, outer = inner_key.copy(), outer_key.copy()
+    inner.update(f"{field}|{value}".encode())
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 @lru_cache(maxsize=1 << 16)
@@ -392,40 +384,132 @@ def dice(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # --- near tokens of NHS numbers and UPNs ---------------------------------------------------
 
-
-def near_tokens(key: bytes, field: str, recorded: str) -> str:
-    """The recorded identifier with each position masked in turn, each masked form keyed-hashed
-    to 16 hex digits (the first 64 bits of HMAC-SHA256 of 'field|position|masked'), in position
-    order: 16 * len(recorded) hex digits.
-
-    Equal values share every token; values of the same length one character apart share
-    exactly one (the position where they differ); values further apart, or of different
-    lengths, share none. Without the key no token can be computed, so none can be reversed by
-    trying the 10^10 NHS numbers; what two records' tokens reveal is only that their numbers
-    are equal, one character apart, or neither."""
-    masked = (f"{i}|{recorded[:i]}{NEAR_MASK}{recorded[i + 1 :]}" for i in range(len(recorded)))
-    return hex_near_tokens(key, field, masked)
+# SipHash's initial state words ("somepseudorandomlygeneratedbytes"), XORed with the key halves
+SIPHASH_CONSTANTS = (0x736F6D6570736575, 0x646F72616E646F6D, 0x6C7967656E657261, 0x7465646279746573)
+HEX_PAIRS = np.frombuffer(b"".join(b"%02x" % i for i in range(256)), np.uint8)
+HEX_PAIRS = HEX_PAIRS.reshape(256, 2)  # byte value -> its two lowercase hex digits
 
 
-def transposition_tokens(key: bytes, field: str, recorded: str) -> str:
-    """The recorded identifier with each pair of adjacent positions masked in turn and the pair's
-    two characters appended in sorted order, each form keyed-hashed to 16 hex digits (HMAC of
-    'field|position|masked|pair'), in position order: 16 * (len(recorded) - 1) hex digits.
-
-    Two values of the same length share the token of position i exactly when they are equal
-    outside positions i and i + 1 and hold the same two characters there: the same value, or
-    one with those two characters transposed (2062273 and 2026273). Twins' consecutive NHS
-    numbers never share one: the ninth digits differ by one and the check digits by two."""
-    forms = (
-        f"{i}|{recorded[:i]}{NEAR_MASK * 2}{recorded[i + 2 :]}|{min(pair)}{max(pair)}"
-        for i, pair in enumerate(zip(recorded, recorded[1:], strict=False))
-    )
-    return hex_near_tokens(key, field, forms)
+def _rotate_left(x: np.ndarray, bits: int) -> np.ndarray:
+    return (x << np.uint64(bits)) | (x >> np.uint64(64 - bits))
 
 
-def hex_near_tokens(key: bytes, field: str, forms: Iterable[str]) -> str:
-    """The first 64 bits of the keyed digest of each form, as hex, end to end."""
-    return b"".join(digest[:8] for digest in keyed_digests(key, field, forms)).hex()
+def _sip_rounds(v: list[np.ndarray], rounds: int) -> None:
+    """SipRound applied `rounds` times to the state (v0, v1, v2, v3), in place."""
+    for _ in range(rounds):
+        v[0] += v[1]
+        v[1] = _rotate_left(v[1], 13) ^ v[0]
+        v[0] = _rotate_left(v[0], 32)
+        v[2] += v[3]
+        v[3] = _rotate_left(v[3], 16) ^ v[2]
+        v[0] += v[3]
+        v[3] = _rotate_left(v[3], 21) ^ v[0]
+        v[2] += v[1]
+        v[1] = _rotate_left(v[1], 17) ^ v[2]
+        v[2] = _rotate_left(v[2], 32)
+
+
+def siphash24(key: bytes, messages: np.ndarray) -> np.ndarray:
+    """SipHash-2-4 (Aumasson and Bernstein 2012, a keyed PRF for short inputs) under a 16-byte
+    key of each row of a uint8 matrix of equal-length messages, as uint64: every row hashed at
+    once by numpy, which is what makes near tokens cheap (tens of millions of masked forms)."""
+    if len(key) != 16:
+        raise ValueError(f"a SipHash key is 16 bytes, not {len(key)}")
+    rows, length = messages.shape
+    padded = np.zeros((rows, (length // 8 + 1) * 8), dtype=np.uint8)
+    padded[:, :length] = messages
+    padded[:, -1] = length & 0xFF  # the last word ends with the length's low byte
+    words = padded.view("<u8").astype(np.uint64)
+    k0, k1 = (int(k) for k in np.frombuffer(key, dtype="<u8"))
+    halves = (k0, k1, k0, k1)
+    v = [
+        np.full(rows, k ^ c, dtype=np.uint64)
+        for k, c in zip(halves, SIPHASH_CONSTANTS, strict=True)
+    ]
+    for block in range(words.shape[1]):
+        word = words[:, block]
+        v[3] ^= word
+        _sip_rounds(v, 2)
+        v[0] ^= word
+    v[2] ^= np.uint64(0xFF)
+    _sip_rounds(v, 4)
+    return v[0] ^ v[1] ^ v[2] ^ v[3]
+
+
+@lru_cache(maxsize=8)
+def near_token_key(key: bytes) -> bytes:
+    """The 16-byte SipHash key of near tokens: HMAC-SHA256 of 'near_tokens' under the key."""
+    return hmac.digest(key, b"near_tokens", "sha256")[:16]
+
+
+def masked_forms(field: str, recorded: np.ndarray, position: int, width: int) -> np.ndarray:
+    """The messages 'field|position|masked' of equal-length identifiers (uint8 rows): each with
+    `width` characters from `position` replaced by NEAR_MASK; for width 2 the two characters
+    follow in sorted order ('|' and the pair), so a transposition hashes alike."""
+    rows, length = recorded.shape
+    head = np.frombuffer(f"{field}|{position}|".encode(), dtype=np.uint8)
+    parts = [
+        np.broadcast_to(head, (rows, len(head))),
+        recorded[:, :position],
+        np.full((rows, width), ord(NEAR_MASK), dtype=np.uint8),
+        recorded[:, position + width :],
+    ]
+    if width == 2:
+        pair = recorded[:, position : position + 2]
+        bar = np.full((rows, 1), ord("|"), dtype=np.uint8)
+        parts += [bar, pair.min(axis=1, keepdims=True), pair.max(axis=1, keepdims=True)]
+    return np.concatenate(parts, axis=1)
+
+
+def hex_strings(tokens: np.ndarray) -> pa.Array:
+    """One string per row of a uint64 matrix: its tokens as 16 hex digits each (big-endian),
+    end to end."""
+    rows, count = tokens.shape
+    octets = tokens.astype(">u8").view(np.uint8).reshape(rows, 8 * count)
+    text = HEX_PAIRS[octets].reshape(rows, 16 * count)
+    offsets = np.arange(rows + 1, dtype=np.int32) * (16 * count)
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(text)]
+    return pa.Array.from_buffers(pa.string(), rows, buffers)
+
+
+def near_token_column(
+    recorded: Sequence[str | None], key: bytes, field: str, width: int
+) -> pa.Array:
+    """Per recorded identifier (null: None), its near tokens (width 1) or transposition tokens
+    (width 2), in position order, 16 hex digits each: the SipHash-2-4 (key near_token_key) of
+    masked_forms at each position in turn. Positions are those of the identifier's UTF-8 bytes
+    (its characters: identifiers are ASCII); identifiers are hashed in groups of one length.
+
+    Near tokens: equal values share every token; values of the same length one character apart
+    share exactly one (the position where they differ); values further apart, or of different
+    lengths, share none. Transposition tokens: two values of the same length share the token of
+    position i exactly when they are equal outside positions i and i + 1 and hold the same two
+    characters there: the same value, or one with those two characters transposed (2062273 and
+    2026273). Twins' consecutive NHS numbers never share one: the ninth digits differ by one
+    and the check digits by two. Without the key no token can be computed, so none can be
+    reversed by trying the 10^10 NHS numbers; what two records' tokens reveal is only that
+    their numbers are equal, one character apart, transposed, or none of these."""
+    encoded = [None if value is None else value.encode() for value in recorded]
+    lengths = np.array([-1 if value is None else len(value) for value in encoded])
+    subkey = near_token_key(key)
+    parts, order = [], []
+    for length in np.unique(lengths[lengths >= width]):
+        rows = np.flatnonzero(lengths == length)
+        matrix = np.frombuffer(b"".join(encoded[r] for r in rows), dtype=np.uint8)
+        matrix = matrix.reshape(len(rows), int(length))
+        tokens = [
+            siphash24(subkey, masked_forms(field, matrix, position, width))
+            for position in range(int(length) - width + 1)
+        ]
+        parts.append(hex_strings(np.column_stack(tokens)))
+        order.append(rows)
+    missing = np.flatnonzero(lengths < width)
+    parts.append(pa.nulls(len(missing), pa.string()))
+    order.append(missing)
+    combined = pa.concat_arrays(parts)
+    position_of = np.empty(len(encoded), dtype=np.int64)
+    position_of[np.concatenate(order)] = np.arange(len(encoded))
+    return combined.take(pa.array(position_of))
 
 
 def string_bytes(text: pa.Array) -> np.ndarray:
@@ -496,31 +580,44 @@ def derived_values(values: list[Any], derive: Callable[[Any], Values]) -> Derive
     return {name: pa.array([row[name] for row in rows], type=pa.string()) for name in derive(None)}
 
 
+def map_distinct(
+    column: pa.ChunkedArray | pa.Array, derive_columns: Callable[[list[Any]], Derived]
+) -> Derived:
+    """Columns derived once per distinct value of a column, by a function from the list of
+    distinct values to columns in their order; a null gets what derive_columns([None]) gives."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    encoded = array.dictionary_encode()
+    derived = derive_columns(encoded.dictionary.to_pylist())
+    of_null = derive_columns([None]) if array.null_count else {}
+    columns: Derived = {}
+    for name, values in derived.items():
+        taken = values.take(encoded.indices)
+        null_value = of_null[name][0].as_py() if of_null else None
+        columns[name] = taken.fill_null(null_value) if null_value is not None else taken
+    return columns
+
+
 def map_unique(
     column: pa.ChunkedArray | pa.Array,
     derive: Callable[[Any], Values],
     pool: Executor | None = None,
 ) -> Derived:
-    """Columns derived once per distinct value of a column (nulls get derive(None)).
+    """Columns derived once per distinct value of a column, value by value (nulls get
+    derive(None)).
 
     pool: worker processes that derive the distinct values chunk by chunk (the keyed hashing is
     pure Python, one core per process); the result is the same as without."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    encoded = array.dictionary_encode()
-    distinct = encoded.dictionary.to_pylist()
-    if pool is None or len(distinct) < PARALLEL_MIN_VALUES:
-        parts = [derived_values(distinct, derive)]
-    else:
-        size = -(-len(distinct) // PARALLEL_CHUNKS)
-        chunks = [distinct[start : start + size] for start in range(0, len(distinct), size)]
-        parts = list(pool.map(derived_values, chunks, [derive] * len(chunks)))
-    derived: Derived = {}
-    for name, null_value in derive(None).items():
-        dictionary = pa.concat_arrays([part[name] for part in parts])
-        values = dictionary.take(encoded.indices)
-        fill = null_value is not None and array.null_count > 0
-        derived[name] = values.fill_null(null_value) if fill else values
-    return derived
+
+    def derive_columns(distinct: list[Any]) -> Derived:
+        if pool is None or len(distinct) < PARALLEL_MIN_VALUES:
+            parts = [derived_values(distinct, derive)]
+        else:
+            size = -(-len(distinct) // PARALLEL_CHUNKS)
+            chunks = [distinct[start : start + size] for start in range(0, len(distinct), size)]
+            parts = list(pool.map(derived_values, chunks, [derive] * len(chunks)))
+        return {name: pa.concat_arrays([part[name] for part in parts]) for name in derive(None)}
+
+    return map_distinct(column, derive_columns)
 
 
 def local_id_values(value: str | None, key: bytes, agency: str) -> Values:
@@ -543,27 +640,40 @@ def identifier_values(
 
 
 def near_values(value: str | None, key: bytes, prefix: str) -> Values:
-    """Near tokens of an NHS number or UPN as recorded, valid or not (field '<prefix>_near'),
-    and its transposition tokens (field '<prefix>_near2')."""
-    recorded = recorded_identifier(value)
-    if recorded is None:
-        return dict.fromkeys((f"{prefix}_near_tokens", f"{prefix}_near2_tokens"))
-    return {  # a recorded number has two different characters, so at least two positions
-        f"{prefix}_near_tokens": near_tokens(key, f"{prefix}_near", recorded),
-        f"{prefix}_near2_tokens": transposition_tokens(key, f"{prefix}_near2", recorded),
+    """Near tokens of one NHS number or UPN as recorded, valid or not (field '<prefix>_near'),
+    and its transposition tokens (field '<prefix>_near2'); see near_columns."""
+    return {name: array[0].as_py() for name, array in near_columns([value], key, prefix).items()}
+
+
+def near_columns(values: Sequence[str | None], key: bytes, prefix: str) -> Derived:
+    """The near and transposition token columns of raw NHS numbers or UPNs (null where nothing
+    was recorded), hashed column-wise (near_token_column)."""
+    recorded = [recorded_identifier(value) for value in values]
+    # a recorded number has two different characters, so at least two positions
+    return {
+        f"{prefix}_near_tokens": near_token_column(recorded, key, f"{prefix}_near", 1),
+        f"{prefix}_near2_tokens": near_token_column(recorded, key, f"{prefix}_near2", 2),
     }
 
 
 def nhs_number_values(value: str | None, key: bytes) -> Values:
     """Token and status of an NHS number, and its near tokens."""
-    valid = identifier_values(value, key, "nhs", "nhs_number", is_valid_nhs_number)
-    return valid | near_values(value, key, "nhs")
+    return nhs_token_values(value, key) | near_values(value, key, "nhs")
 
 
 def upn_values(value: str | None, key: bytes) -> Values:
     """Token and status of a UPN, and its near tokens."""
-    valid = identifier_values(value, key, "upn", "upn", is_valid_upn)
-    return valid | near_values(value, key, "upn")
+    return upn_token_values(value, key) | near_values(value, key, "upn")
+
+
+def nhs_token_values(value: str | None, key: bytes) -> Values:
+    """Token and status of an NHS number."""
+    return identifier_values(value, key, "nhs", "nhs_number", is_valid_nhs_number)
+
+
+def upn_token_values(value: str | None, key: bytes) -> Values:
+    """Token and status of a UPN."""
+    return identifier_values(value, key, "upn", "upn", is_valid_upn)
 
 
 def address_values(value: str | None, key: bytes) -> Values:
@@ -643,8 +753,8 @@ def identity_derivers(key: bytes, agency: str) -> dict[str, Callable[[Any], Valu
     (a date for dob, else text) to its pseudonymised values."""
     return {
         "local_id": partial(local_id_values, key=key, agency=agency),
-        "nhs_number": partial(nhs_number_values, key=key),
-        "upn": partial(upn_values, key=key),
+        "nhs_number": partial(nhs_token_values, key=key),  # near tokens: NEAR_TOKEN_PREFIXES
+        "upn": partial(upn_token_values, key=key),
         "forename": partial(name_values, key=key, field="forename"),
         "surname": partial(name_values, key=key, field="surname"),
         "dob": partial(dob_values, key=key),
@@ -665,7 +775,11 @@ def derive_identity(
     if field not in derivers:
         raise ValueError(f"no pseudonymisation is defined for identity field {field!r}")
     column = parse_date(column)[0] if field == "dob" else column.cast(pa.string())
-    return map_unique(column, derivers[field], pool)
+    derived = map_unique(column, derivers[field], pool)
+    if field in NEAR_TOKEN_PREFIXES:  # hashed column-wise, not value by value
+        near = partial(near_columns, key=key, prefix=NEAR_TOKEN_PREFIXES[field])
+        derived |= map_distinct(column, near)
+    return derived
 
 
 def derive_identity_columns(

@@ -38,7 +38,10 @@ from joinedup.pseudonymise import (
     keyed_digest,
     landed_schema,
     name_pair_values,
+    near_columns,
     near_token_agreement,
+    near_token_column,
+    near_token_key,
     near_tokens_to_array,
     near_values,
     nhs_check_digit,
@@ -56,6 +59,7 @@ from joinedup.pseudonymise import (
     read_delimited_text,
     read_raw_extract,
     recorded_identifier,
+    siphash24,
     token,
     upn_check_letter,
 )
@@ -441,13 +445,69 @@ def near_agreement(left: str | None, right: str | None, positions: int) -> int:
     return int(near_token_agreement(*matrices)[0])
 
 
+# SipHash-2-4 of the messages 00, 00 01, ... 00 .. 10 under the key 00 01 .. 0f: the reference
+# implementation's vectors_sip64 (Aumasson and Bernstein; 15 bytes is the paper's Appendix A).
+SIPHASH_VECTORS = (
+    0x726FDB47DD0E0E31, 0x74F839C593DC67FD, 0x0D6C8009D9A94F5A, 0x85676696D7FB7E2D,
+    0xCF2794E0277187B7, 0x18765564CD99A68D, 0xCBC9466E58FEE3CE, 0xAB0200F58B01D137,
+    0x93F5F5799A932462, 0x9E0082DF0BA9E4B0, 0x7A5DBBC594DDB9F3, 0xF4B32F46226BADA7,
+    0x751E8FBC860EE5FB, 0x14EA5627C0843D90, 0xF723CA908E7AF2EE, 0xA129CA6149BE45E5,
+    0x3F2ACC7F57C29BDB, 0x699AE9F52CBE4794,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("length", range(len(SIPHASH_VECTORS)))
+def test_siphash24_gives_the_published_test_vectors(length: int) -> None:
+    """Lengths 0-17 cover an empty message, partial last words and whole words (8, 16)."""
+    message = np.arange(length, dtype=np.uint8).reshape(1, length)
+    assert int(siphash24(bytes(range(16)), message)[0]) == SIPHASH_VECTORS[length]
+
+
+def test_siphash24_hashes_every_row_as_it_would_alone() -> None:
+    rows = np.frombuffer(b"nhs_near|0|*434765919nhs_near|0|*434765918", np.uint8).reshape(2, 21)
+    together = siphash24(bytes(range(16)), rows)
+    assert [int(siphash24(bytes(range(16)), row[None, :])[0]) for row in rows] == list(together)
+    with pytest.raises(ValueError, match="16 bytes"):
+        siphash24(b"short", rows)
+
+
+def sip_hex(message: str, key: bytes = KEY) -> str:
+    """The near token of one message, as 16 hex digits."""
+    row = np.frombuffer(message.encode(), dtype=np.uint8).reshape(1, -1)
+    return f"{int(siphash24(near_token_key(key), row)[0]):016x}"
+
+
 def test_near_tokens_are_keyed_hashes_of_each_masked_form() -> None:
-    """Token i is the first 16 hex digits of the HMAC of 'nhs_near|i|number with i masked'."""
+    """Token i is the SipHash (near-token key) of 'nhs_near|i|number with i masked', as 16 hex
+    digits; the near-token key is derived from the pseudonymisation key."""
     near = nhs_near("943 476 5919")
     assert near is not None and re.fullmatch("[0-9a-f]{160}", near)
-    assert near[:16] == token(KEY, "nhs_near", "0|*434765919")[:16]
-    assert near[-16:] == token(KEY, "nhs_near", "9|943476591*")[:16]
+    assert near[:16] == sip_hex("nhs_near|0|*434765919")
+    assert near[-16:] == sip_hex("nhs_near|9|943476591*")
     assert near != nhs_near("9434765919", OTHER_KEY)
+    assert near_token_key(KEY) != near_token_key(OTHER_KEY) and len(near_token_key(KEY)) == 16
+
+
+def test_near_token_column_keeps_row_order_across_lengths_and_nulls() -> None:
+    """Identifiers are hashed in groups of one length; the column still lines up with its input."""
+    recorded = ["9434765919", None, "B801200005001", "943476591", "9434765919", "AB"]
+    column = near_token_column(recorded, KEY, "x", 1).to_pylist()
+    alone = [
+        None if r is None else near_token_column([r], KEY, "x", 1)[0].as_py() for r in recorded
+    ]
+    assert column == alone
+    assert column[0] == column[4] and column[1] is None
+    assert [None if c is None else len(c) for c in column] == [160, None, 208, 144, 160, 32]
+    pairs = near_token_column(["AB", "BA", "AC"], KEY, "x", 2).to_pylist()
+    assert pairs[0] == pairs[1] != pairs[2]  # one token each: AB and BA are a transposition
+
+
+def test_near_columns_of_a_column_equal_near_values_one_by_one() -> None:
+    values = ["943 476 5919", None, "0000000000", "9434765918", "b801200005001", ""]
+    columns = near_columns(values, KEY, "nhs")
+    for name, column in columns.items():
+        assert column.to_pylist() == [near_values(v, KEY, "nhs")[name] for v in values]
+    assert columns["nhs_near_tokens"].null_count == 3  # None, a placeholder, empty
 
 
 @pytest.mark.parametrize(
@@ -485,11 +545,11 @@ def transposition_agreement(left: str | None, right: str | None) -> int:
 
 
 def test_transposition_tokens_are_keyed_hashes_of_each_masked_pair_with_its_characters() -> None:
-    """Token i is the first 16 hex digits of the HMAC of 'nhs_near2|i|masked|sorted pair'."""
+    """Token i is the SipHash (near-token key) of 'nhs_near2|i|masked|sorted pair'."""
     near2 = near_values("943 476 5919", KEY, "nhs")["nhs_near2_tokens"]
     assert near2 is not None and re.fullmatch("[0-9a-f]{144}", near2)
-    assert near2[:16] == token(KEY, "nhs_near2", "0|**34765919|49")[:16]
-    assert near2[-16:] == token(KEY, "nhs_near2", "8|94347659**|19")[:16]
+    assert near2[:16] == sip_hex("nhs_near2|0|**34765919|49")
+    assert near2[-16:] == sip_hex("nhs_near2|8|94347659**|19")
     assert near_values(None, KEY, "nhs") == {"nhs_near_tokens": None, "nhs_near2_tokens": None}
 
 
