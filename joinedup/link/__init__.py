@@ -16,16 +16,20 @@ Stages (1-6 score the pairs, in `score.py`: `score_agency_pair` for two agencies
    unrelated names of twins almost never do.
 4. `fit_model`: an unsupervised multi-level Fellegi-Sunter model per agency pair. u comes from
    random record pairs; m is estimated by EM without labels in training sessions (Splink-style:
-   a session takes the candidate pairs that agree on some fields, leaves those fields out and
-   estimates m for the others, whose non-matches then behave like random pairs); the prior is
-   the expected match count (matches seen in the same-dob session / m(dob exact)) over all
-   record pairs. recordlinkage's ECMClassifier was tried on one-hot and on cumulative binary
+   a session takes a uniform sample of all record pairs that agree on some fields, not only the
+   candidates, whose other blocking rules would make its non-matches agree beyond chance; it
+   leaves those fields out and estimates m for the others, whose non-matches then behave like
+   random pairs); the prior is the expected match count (matches seen in the same-dob session /
+   m(dob exact)) over all record pairs. Within one agency m comes from the cross-agency models
+   and the prior from the pairs that are surely duplicates (`model.sure_matches`). recordlinkage's ECMClassifier was tried on one-hot and on cumulative binary
    features and was far less accurate (see the report of the linkage issue), so EM is here.
 5. `score_pairs`: match weight = log2 prior odds + sum of log2 Bayes factors m/u, plus a
    term-frequency adjustment for exact name agreement (rare names weigh more); probability.
 6. `twin_guard`: twins share surname, date of birth and address and differ in the forename, a
    dependence the model cannot see. A pair whose forenames disagree (no token, nickname or
-   Dice >= 0.5 agreement) is linked only when it also agrees on an NHS number or UPN.
+   Dice >= 0.5 agreement) is linked only when it also agrees on an NHS number or UPN; one that
+   shares surname, birth date and home while its numbers disagree only on the same forename
+   (or Dice >= 0.9), because twins' names can be close (ALEXANDER and ALEXANDRA).
 7. Links: cross-agency pairs at or above `settings.link.match_probability` that pass the twin
    guard, at most one per record and agency pair (`one_to_one`, greedy on descending weight);
    duplicate pairs within an agency likewise, without the one-to-one rule. Clerical decisions

@@ -306,3 +306,38 @@ def pairs_of_codes(codes: np.ndarray, n_right: int) -> np.ndarray:
 def unique_pairs(pairs: np.ndarray, n_right: int) -> np.ndarray:
     """Deduplicated pairs, sorted by left then right row."""
     return pairs_of_codes(distinct(codes_of_pairs(pairs, n_right)), n_right)
+
+
+SAMPLE_SEED = 20240902
+
+
+def pairs_sharing(
+    left: Side, right: Side, columns: Sequence[str], size: int, seed: int = SAMPLE_SEED
+) -> tuple[np.ndarray, int]:
+    """Up to `size` (left row, right row) pairs equal on `columns` (no nulls; within one side,
+    two different records), and how many such pairs there are: all of them when there are no
+    more than `size`, else a uniform sample drawn with replacement (reproducible)."""
+    same = left is right
+    keys_l = sorted_keys(rule_keys(left.records, columns), np.arange(len(left)))
+    keys_r = (
+        keys_l if same else sorted_keys(rule_keys(right.records, columns), np.arange(len(right)))
+    )
+    starts = np.flatnonzero(np.concatenate([[True], keys_l.keys[1:] != keys_l.keys[:-1]]))
+    starts = starts[: len(keys_l.keys)]
+    per_key = np.diff(np.append(starts, len(keys_l.keys)))
+    low = np.searchsorted(keys_r.keys, keys_l.keys[starts], "left")
+    count = np.searchsorted(keys_r.keys, keys_l.keys[starts], "right") - low
+    block_pairs = per_key * (per_key - 1) // 2 if same else per_key * count
+    total = int(block_pairs.sum())
+    if total <= size:
+        pairs = sorted_block_pairs(keys_l, keys_r, np.iinfo(np.int64).max)
+        return (pairs[pairs[:, 0] < pairs[:, 1]] if same else pairs), total
+    rng = np.random.default_rng(seed)
+    block = np.searchsorted(np.cumsum(block_pairs), rng.integers(0, total, size), "right")
+    first = rng.integers(0, per_key[block])
+    if same:  # another record of the block: a step of 1 to size - 1 round the block
+        second = (first + 1 + rng.integers(0, per_key[block] - 1)) % per_key[block]
+        rows_r = keys_l.rows[starts[block] + second]
+    else:
+        rows_r = keys_r.rows[low[block] + rng.integers(0, count[block])]
+    return np.column_stack([keys_l.rows[starts[block] + first], rows_r]), total

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from joinedup.link.blocking import unique_pairs
+from joinedup.link.blocking import pairs_sharing, unique_pairs
 from joinedup.link.compare import (
     COMPARISON_NAMES,
     COMPARISONS,
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 RANDOM_SEED = 20240901
 PSEUDO_COUNT = 1.0
 U_SAMPLE_PAIRS = 200_000
+SESSION_SAMPLE_PAIRS = 200_000  # record pairs per training session, at most
 
 # ----------------------------------------------------------------------------------------------
 # 4. Fellegi-Sunter model, scoring and the twin guard
@@ -32,18 +33,48 @@ U_SAMPLE_PAIRS = 200_000
 
 @dataclass(frozen=True)
 class TrainingSession:
-    """EM over the candidate pairs that agree at the given levels; those comparisons are left
-    out of the session (their m is estimated in another session)."""
+    """EM over record pairs equal on `columns`: a uniform sample of all such pairs, not only the
+    candidates, because candidates met through the other blocking rules (a birthday and a
+    postcode district, a birth year and both names) agree beyond chance on what those rules
+    share, which EM with u from random pairs takes for matches (at a million records per agency
+    it took half its "matches" from them). The comparisons at `agree_on`, which the columns fix,
+    are left out of the session (their m is estimated in another session)."""
 
     name: str
+    columns: tuple[str, ...]
     agree_on: tuple[tuple[str, str], ...]
 
 
 TRAINING_SESSIONS: tuple[TrainingSession, ...] = (
-    TrainingSession("same_dob", (("dob", "exact"),)),
-    TrainingSession("same_names", (("forename", "exact"), ("surname", "exact"))),
+    TrainingSession("same_dob", ("dob_token",), (("dob", "exact"),)),
+    TrainingSession(
+        "same_names",
+        ("forename_token", "surname_token"),
+        (("forename", "exact"), ("surname", "exact")),
+    ),
 )
 PRIOR_SESSION = TRAINING_SESSIONS[0]
+
+
+@dataclass(frozen=True)
+class SessionPairs:
+    """The comparison levels of a training session's pairs, and how many record pairs they were
+    drawn from (each stands for total / len(levels) of them)."""
+
+    levels: np.ndarray
+    total: int
+
+    @property
+    def scale(self) -> float:
+        return self.total / max(len(self.levels), 1)
+
+
+def session_pairs(
+    left: Side, right: Side, session: TrainingSession, size: int = SESSION_SAMPLE_PAIRS
+) -> SessionPairs:
+    """A training session's record pairs (within one agency when left is right), compared."""
+    pairs, total = pairs_sharing(left, right, session.columns, size)
+    return SessionPairs(comparison_levels(left, right, pairs), total)
 
 
 @dataclass(frozen=True)
@@ -210,32 +241,33 @@ def run_em(
 
 
 def fit_model(
-    levels: np.ndarray,
+    sessions: Sequence[SessionPairs],
     u: Sequence[np.ndarray],
     n_left: int,
     n_right: int,
     max_iterations: int,
     record_pairs: int | None = None,
 ) -> FSModel:
-    """m by EM in each training session, averaged over the sessions that estimate it; the prior
-    from the expected match count of the prior session divided by its blocked m.
+    """m by EM in each training session (`sessions`: the pairs of each of TRAINING_SESSIONS),
+    averaged over the sessions that estimate it; the prior from the expected match count of the
+    prior session divided by its blocked m.
 
     EM runs over the distinct agreement patterns weighted by their counts (the same fixed point
     as over the pairs, in a fraction of the time). `record_pairs` is the number of possible
     record pairs (default n_left * n_right; n (n - 1) / 2 within one agency).
     """
-    patterns = agreement_pattern_table(levels)
     start = initial_m()
     estimates: dict[int, list[np.ndarray]] = {k: [] for k in range(len(COMPARISONS))}
     evidence = np.zeros(len(COMPARISONS))
     seen_matches: dict[str, float] = {}
-    for session in TRAINING_SESSIONS:
+    for session, pairs in zip(TRAINING_SESSIONS, sessions, strict=True):
+        patterns = agreement_pattern_table(pairs.levels)
         blocked = {COMPARISON_NAMES.index(c) for c, _ in session.agree_on}
         used = [k for k in range(len(COMPARISONS)) if k not in blocked]
         inside = session_mask(patterns.levels, session)
         if not patterns.counts[inside].sum():
             continue
-        subset, counts = patterns.levels[inside], patterns.counts[inside]
+        subset, counts = patterns.levels[inside], patterns.counts[inside] * pairs.scale
         m, posterior = run_em(subset, u, start, used, max_iterations, counts=counts)
         seen_matches[session.name] = float((posterior * counts).sum())
         for k in used:
@@ -273,33 +305,20 @@ def pooled_m(models: Sequence[FSModel]) -> tuple[np.ndarray, ...]:
 
 
 def fit_prior(
-    levels: np.ndarray,
-    m: Sequence[np.ndarray],
-    u: Sequence[np.ndarray],
-    record_pairs: int,
-    max_iterations: int,
-    tolerance: float = 1e-9,
+    levels: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray], record_pairs: int
 ) -> FSModel:
-    """A model with m and u given and only the prior estimated: EM for the share of matches among
-    the candidate pairs (m and u fixed), expected matches over all record pairs.
+    """A model with m and u given and only the prior estimated, from the pairs that are surely
+    matches (`sure_matches`, plus a pseudo-count of one) divided by the share of matches that
+    rule finds.
 
-    For duplicates within one agency, where matches are too rare for EM to find m: a free EM
-    would make a match class of whatever pairs are most alike (siblings, twins), whereas with m
-    from the cross-agency models the only question left is how many pairs are matches.
+    For duplicates within one agency, where matches are too rare for EM to find m, or even the
+    prior: with m fixed, EM over the candidate pairs still settles where siblings (one surname,
+    one home, another forename and birthday: about +3 bits at these m and u) count as
+    matches, which puts the prior hundreds of times too high, and then any pair whose record
+    lacks its NHS number or UPN and shares a forename and a birth year links.
     """
-    patterns = agreement_pattern_table(levels)
-    ratio = log2_ratio_per_pair(patterns.levels, m, u, range(len(COMPARISONS)))
-    total = max(float(patterns.counts.sum()), 1.0)
-    share = min(0.5, 1.0 / total)
-    for _ in range(max_iterations):
-        weight = np.log2(share / (1 - share)) + ratio
-        updated = float((match_probability_from_weight(weight) * patterns.counts).sum() / total)
-        updated = float(np.clip(updated, 1e-12, 0.5))
-        if abs(updated - share) < tolerance * max(share, 1e-12):
-            share = updated
-            break
-        share = updated
-    expected = share * float(patterns.counts.sum())
+    sure = float(sure_matches(levels).sum()) + PSEUDO_COUNT  # none sure is not proof of none
+    expected = sure / sure_match_recall(levels, m)
     prior = np.clip(expected / max(record_pairs, 1), 1e-12, 0.5)
     return FSModel(
         m=tuple(np.asarray(x, dtype=float) for x in m),
@@ -307,6 +326,39 @@ def fit_prior(
         prior=float(prior),
         expected_matches=float(expected),
     )
+
+
+# Besides an agreeing NHS number or UPN, the agreement that marks a pair as surely one person.
+SURE_MATCH_LEVELS = (
+    ("forename", "exact"),
+    ("surname", "exact"),
+    ("dob", "exact"),
+    ("residence", "postcode_address"),
+)
+IDENTIFIERS = ("nhs", "upn")
+
+
+def sure_matches(levels: np.ndarray) -> np.ndarray:
+    """Pairs that agree on an NHS number or UPN, or on both names, the date of birth and the home
+    (full postcode and address lines): siblings and twins never do."""
+    everything = np.ones(len(levels), dtype=bool)
+    for comparison, level in SURE_MATCH_LEVELS:
+        everything &= levels[:, COMPARISON_NAMES.index(comparison)] == level_code(comparison, level)
+    return identifier_agreement(levels) | everything
+
+
+def sure_match_recall(levels: np.ndarray, m: Sequence[np.ndarray]) -> float:
+    """The share of matches that sure_matches finds, by m (comparisons independent given a
+    match), each comparison observed as often as among the candidate pairs."""
+
+    def agrees(comparison: str, level: str) -> float:
+        k = COMPARISON_NAMES.index(comparison)
+        observed = float((levels[:, k] != 0).mean()) if len(levels) else 0.0
+        return observed * float(m[k][level_code(comparison, level)])
+
+    no_identifier = np.prod([1.0 - agrees(name, "agree") for name in IDENTIFIERS])
+    everything = np.prod([agrees(c, level) for c, level in SURE_MATCH_LEVELS])
+    return float(np.clip(1.0 - no_identifier * (1.0 - everything), 1e-6, 1.0))
 
 
 def expected_match_count(seen: float, m: Sequence[np.ndarray], most: int) -> float:
@@ -386,19 +438,28 @@ def identifier_near_agreement(levels: np.ndarray) -> np.ndarray:
 # birth and one home, forenames that disagree.
 TWIN_SURNAME_LEVELS = ("exact", *DICE_LEVELS)
 TWIN_RESIDENCE_LEVELS = ("postcode_address", "postcode", "address", "address_similar")
+# Forename levels that tell one child's own forename (or a keying error of it) from a twin's:
+# twins' forenames can be as close as one nickname, Dice 0.75, Dice 0.5 or one Soundex code
+# (ALEXANDER and ALEXANDRA, ISABEL and ISABELLA, ELLA and BELLA).
+CLOSE_FORENAME_LEVELS = ("exact", DICE_LEVELS[0])
 
 
-def twin_like(levels: np.ndarray) -> np.ndarray:
-    """True for pairs the twin guard stops that look like twins: forenames disagree, no NHS number
-    or UPN near agreement, and surname, full date of birth and home agree."""
+def same_birth_and_home(levels: np.ndarray) -> np.ndarray:
+    """True where surname, full date of birth and home agree, as they do for twins."""
     surname = levels[:, COMPARISON_NAMES.index("surname")]
     residence = levels[:, COMPARISON_NAMES.index("residence")]
     return (
-        ~twin_guard(levels)
-        & np.isin(surname, [level_code("surname", n) for n in TWIN_SURNAME_LEVELS])
+        np.isin(surname, [level_code("surname", n) for n in TWIN_SURNAME_LEVELS])
         & (levels[:, COMPARISON_NAMES.index("dob")] == level_code("dob", "exact"))
         & np.isin(residence, [level_code("residence", n) for n in TWIN_RESIDENCE_LEVELS])
     )
+
+
+def twin_like(levels: np.ndarray) -> np.ndarray:
+    """True for pairs the twin guard stops that look like twins: surname, full date of birth and
+    home agree, no NHS number or UPN near agreement, and forenames disagree (or are only
+    similar while a number disagrees)."""
+    return ~twin_guard(levels) & same_birth_and_home(levels)
 
 
 def expected_twin_pairs(twins_left: int, n_left: int, twins_right: int, n_right: int) -> float:
@@ -429,8 +490,20 @@ def twin_guard_needed(
 
 
 def twin_guard(levels: np.ndarray) -> np.ndarray:
-    """True for pairs that may link: forenames agree at some level (token, nickname, Dice >= 0.5,
-    Soundex), or an NHS number or UPN agrees, is one character apart or transposed. Keeps twins
-    (same surname, dob and address, different forenames and numbers) apart."""
+    """True for pairs that may link: an NHS number or UPN agrees, is one character apart or
+    transposed; or the forenames agree at some level (token, nickname, Dice >= 0.5, Soundex),
+    closely (token, or Dice >= 0.9: a keying error) where the pair looks like twins: surname,
+    date of birth and home agree and a number disagrees. Keeps twins (same surname, dob and address,
+    other forenames and numbers) apart, also twins with similar forenames."""
     forename = levels[:, COMPARISON_NAMES.index("forename")]
-    return (forename != level_code("forename", "disagree")) | identifier_near_agreement(levels)
+    close = np.isin(forename, [level_code("forename", n) for n in CLOSE_FORENAME_LEVELS])
+    some = forename != level_code("forename", "disagree")
+    twins = same_birth_and_home(levels) & identifier_disagreement(levels)
+    return identifier_near_agreement(levels) | close | (some & ~twins)
+
+
+def identifier_disagreement(levels: np.ndarray) -> np.ndarray:
+    """True where an NHS number or UPN is recorded on both sides and the two are not close."""
+    return (levels[:, COMPARISON_NAMES.index("nhs")] == level_code("nhs", "disagree")) | (
+        levels[:, COMPARISON_NAMES.index("upn")] == level_code("upn", "disagree")
+    )

@@ -19,12 +19,14 @@ import pandas as pd
 from joinedup.link.blocking import candidate_pairs
 from joinedup.link.compare import Side, agreement_patterns, comparison_levels
 from joinedup.link.model import (
+    TRAINING_SESSIONS,
     FSModel,
     estimate_u,
     fit_model,
     fit_prior,
     pooled_m,
     score_pairs,
+    session_pairs,
     term_frequency_adjustment,
     twin_guard,
     twin_like,
@@ -93,10 +95,12 @@ def score_candidates(
     levels = comparison_levels(left, right, pairs)
     iterations = settings.link.max_em_iterations
 
+    sessions = [session_pairs(left, right, s) for s in TRAINING_SESSIONS] if m is None else []
+
     def fit(u: Sequence[np.ndarray]) -> FSModel:
         if m is None:
-            return fit_model(levels, u, len(left), len(right), iterations, record_pairs=possible)
-        return fit_prior(levels, m, u, possible, iterations)
+            return fit_model(sessions, u, len(left), len(right), iterations, record_pairs=possible)
+        return fit_prior(levels, m, u, possible)
 
     sampled = estimate_u(left, right)
     model = fit(u_without_matches(sampled, fit(sampled)))

@@ -14,6 +14,7 @@ from joinedup.link.blocking import (
     NearTokenRule,
     candidate_pairs,
     candidate_pairs_of,
+    pairs_sharing,
     rule_keys,
     same_on,
 )
@@ -190,3 +191,35 @@ def test_pairs_of_several_sides_at_once_are_each_pairs_true_candidates() -> None
         expected = brute_force_pairs(sides[name_l], sides[name_r], rules, name_l == name_r)
         assert expected  # the random sides do meet
         assert together[(name_l, name_r)].tolist() == expected
+
+
+def dob_side(agency: str, dobs: list[str | None]) -> Side:
+    return side_of(agency, [{"dob": dob} for dob in dobs])
+
+
+def test_pairs_sharing_gives_every_pair_equal_on_the_columns_when_there_are_few() -> None:
+    left, right = dob_side("education", ["a", "a", "b", None]), dob_side("health", ["a", "b", "b"])
+    pairs, total = pairs_sharing(left, right, ("dob_token",), size=100)
+    assert total == 4 and sorted(map(tuple, pairs.tolist())) == [(0, 0), (1, 0), (2, 1), (2, 2)]
+    within, total = pairs_sharing(left, left, ("dob_token",), size=100)
+    assert total == 1 and within.tolist() == [[0, 1]]  # never a record with itself, once
+
+
+def test_pairs_sharing_samples_all_equal_pairs_uniformly_when_there_are_many() -> None:
+    """Blocks of 30 x 30 and 10 x 10 records: 1,000 pairs, 90% of them in the first block."""
+    left = dob_side("education", ["a"] * 30 + ["b"] * 10)
+    right = dob_side("health", ["b"] * 10 + ["a"] * 30)
+    pairs, total = pairs_sharing(left, right, ("dob_token",), size=2_000)
+    assert (total, len(pairs)) == (1_000, 1_000)  # all of them: no more than size
+    pairs, total = pairs_sharing(left, right, ("dob_token",), size=500)
+    codes_l = left.records["dob_token"].to_numpy()[pairs[:, 0]]
+    assert total == 1_000 and len(pairs) == 500
+    assert (codes_l == right.records["dob_token"].to_numpy()[pairs[:, 1]]).all()
+    assert abs((pairs[:, 0] < 30).mean() - 0.9) < 0.05
+    assert np.array_equal(pairs, pairs_sharing(left, right, ("dob_token",), size=500)[0])
+    within, total = pairs_sharing(left, left, ("dob_token",), size=100)
+    codes = left.records["dob_token"].to_numpy()
+    assert total == 30 * 29 // 2 + 10 * 9 // 2 and len(within) == 100
+    assert (within[:, 0] != within[:, 1]).all() and (
+        codes[within[:, 0]] == codes[within[:, 1]]
+    ).all()
