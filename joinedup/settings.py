@@ -28,6 +28,9 @@ class LinkSettings:
     bloom_bits: int = 1024
     bloom_hashes: int = 20
     address_bloom_hashes: int = 8  # an address has many bigrams: fewer bits set per bigram
+    # Blocking rules and agency pairs worked on at once, in threads (numpy releases the GIL in
+    # its large operations); the result does not depend on it
+    threads: int = 2
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ Stages (1-6 score the pairs, in `score.py`: `score_agency_pair` for two agencies
    leaves those fields out and estimates m for the others, whose non-matches then behave like
    random pairs); the prior is the expected match count (matches seen in the same-dob session /
    m(dob exact)) over all record pairs. Within one agency m comes from the cross-agency models
-   and the prior from the pairs that are surely duplicates (`model.sure_matches`). recordlinkage's ECMClassifier was tried on one-hot and on cumulative binary
-   features and was far less accurate (see the report of the linkage issue), so EM is here.
+   and the prior from the pairs that are surely duplicates (`model.sure_matches`).
+   recordlinkage's ECMClassifier was tried on one-hot and on cumulative binary features and was
+   far less accurate (see the report of the linkage issue), so EM is here.
 5. `score_pairs`: match weight = log2 prior odds + sum of log2 Bayes factors m/u, plus a
    term-frequency adjustment for exact name agreement (rare names weigh more); probability.
 6. `twin_guard`: twins share surname, date of birth and address and differ in the forename, a
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,23 +233,25 @@ def prepare_sides(records: pd.DataFrame, settings: Settings) -> dict[str, Side]:
 def score_all(sides: dict[str, Side], settings: Settings) -> list[ScoredPairs]:
     """Scored pairs of every agency pair with records on both sides, then of every agency's
     duplicates, scored with the m of that agency's cross-agency models (duplicates are too rare
-    within one agency for EM to find them on its own)."""
+    within one agency for EM to find them on its own). Pairs are scored settings.link.threads
+    at a time; the result does not depend on how many."""
     linked = [(a, b) for a, b in AGENCY_PAIRS if len(sides[a].records) and len(sides[b].records)]
     alone = [(a, a) for a in AGENCIES if len(sides[a].records) > 1]
-    candidates = candidate_pairs_of(sides, linked + alone)
-    cross = [
-        score_agency_pair(sides[a], sides[b], settings, candidates.pop((a, b))) for a, b in linked
-    ]
-    within = [
-        score_within_agency(
-            sides[a],
-            settings,
-            [s.model for s in cross if a in s.name.split("-")],
-            candidates.pop((a, a)),
-        )
-        for a, _ in alone
-    ]
-    return cross + within
+    threads = max(settings.link.threads, 1)
+    candidates = candidate_pairs_of(sides, linked + alone, threads=threads)
+
+    def across(pair: tuple[str, str]) -> ScoredPairs:
+        a, b = pair
+        return score_agency_pair(sides[a], sides[b], settings, candidates.pop(pair))
+
+    def within(pair: tuple[str, str]) -> ScoredPairs:
+        a = pair[0]
+        models = [s.model for s in cross if a in s.name.split("-")]
+        return score_within_agency(sides[a], settings, models, candidates.pop(pair))
+
+    with ThreadPoolExecutor(threads) as pool:
+        cross = list(pool.map(across, linked))
+        return cross + list(pool.map(within, alone))
 
 
 def twin_guard_lifted(

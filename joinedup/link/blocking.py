@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -244,17 +245,24 @@ def candidate_pairs_of(
     wanted: Sequence[tuple[str, str]],
     rules: Sequence[Rule] = BLOCKING_RULES,
     max_block_pairs: int = MAX_BLOCK_PAIRS,
+    threads: int = 1,
 ) -> dict[tuple[str, str], np.ndarray]:
     """The candidate pairs (as `candidate_pairs`) of several pairs of sides at once: for each
     (left, right) name pair of `wanted`, pairs within one side when the names are equal.
 
     Rule by rule, each side's keys are made and sorted once for all the pairs it takes part in,
-    then dropped, so only one rule's keys are held at a time.
+    then dropped, so only `threads` rules' keys are held at a time (rules run in that many
+    threads; the pairs are the same).
     """
     found: dict[tuple[str, str], list[np.ndarray]] = {w: [] for w in wanted}
-    for rule in rules:
-        for w, codes in rule_pairs(sides, wanted, rule, max_block_pairs).items():
-            found[w].append(codes)
+
+    def pairs_of(rule: Rule) -> dict[tuple[str, str], np.ndarray]:
+        return rule_pairs(sides, wanted, rule, max_block_pairs)
+
+    with ThreadPoolExecutor(max(threads, 1)) as pool:
+        for pairs in pool.map(pairs_of, rules):
+            for w, codes in pairs.items():
+                found[w].append(codes)
     return {
         (name_l, name_r): pairs_of_codes(
             distinct(np.concatenate([np.empty(0, np.int64), *found.pop((name_l, name_r))])),
