@@ -60,6 +60,7 @@ from linkage_reference import (  # noqa: E402
     link_splink,
     pairs_within,
     pairwise_accuracy,
+    recall_by_group,
 )
 from results import replace_section, section_header  # noqa: E402
 
@@ -300,8 +301,34 @@ def run_tool(tool: str, dataset_dir: Path, memory_cap_gb: float) -> dict[str, An
     by_pair = {}
     if truth[RECORD_ID].str.contains(":").all():  # synthetic: record ids are agency:local_id
         truth["agency"] = truth[RECORD_ID].str.split(":").str[0]
-        by_pair = {"by_agency_pair": accuracy_by_source_pair(ran["clusters"], truth)}
+        by_pair = {
+            "by_agency_pair": accuracy_by_source_pair(ran["clusters"], truth),
+            "recall_by_ethnicity_group": recall_by_group(
+                ran["clusters"], truth.merge(ethnicity_groups_of(dataset_dir), how="left"), GROUP
+            ),
+        }
     return {"status": "ok", **figures, **pairwise_accuracy(ran["clusters"], truth), **by_pair}
+
+
+GROUP = "ethnicity_group"
+
+
+def ethnicity_groups_of(dataset_dir: Path) -> pd.DataFrame:
+    """record_id and the ethnicity group each synthetic record gives (null: not recorded)."""
+    from joinedup.link.compare import ethnicity_groups
+
+    frames = []
+    for agency in json.loads((dataset_dir / "meta.json").read_text())["sources"]:
+        raw = pd.read_parquet(
+            dataset_dir / f"raw_{agency}.parquet", columns=["local_id", "ethnicity"]
+        )
+        groups = ethnicity_groups(pa.array(raw["ethnicity"].astype(object), pa.string()))
+        frames.append(
+            pd.DataFrame(
+                {RECORD_ID: agency + ":" + raw["local_id"].astype(str), GROUP: groups.to_pandas()}
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
 
 
 def cap_address_space(gigabytes: float) -> None:
@@ -400,7 +427,16 @@ def ratio_lines(figures: dict[str, dict[str, dict]]) -> list[str]:
         for tool, f in tools.items()
         for pair, a in f.get("by_agency_pair", {}).items()
     ]
-    return ratios + matches + by_pair
+    by_group = [
+        f"- {name}, {tool}: recall by the child's ethnicity group: "
+        + ", ".join(f"{g} {a['recall']:.4f}" for g, a in groups.items())
+        + f" (best - worst: {100 * (max(recalls) - min(recalls)):.2f} points)"
+        for name, tools in figures.items()
+        for tool, f in tools.items()
+        if (groups := f.get("recall_by_ethnicity_group"))
+        and (recalls := [a["recall"] for a in groups.values()])
+    ]
+    return ratios + matches + by_pair + by_group
 
 
 def results_section(

@@ -340,3 +340,25 @@ def accuracy_by_source_pair(
                 pairs_between(joined, [CLUSTER, TRUE_ID], a, b, source),
             )
     return out
+
+
+def recall_by_group(
+    clusters: pd.DataFrame, truth: pd.DataFrame, group: str
+) -> dict[str, dict[str, float]]:
+    """Per group, the true record pairs of its children and the share of them that share a
+    cluster (recall). A child's group is the one most of its records give (truth[group], null
+    where a record gives none); children whose records give none are left out."""
+    joined = clustered_truth(clusters, truth)
+    counts = joined.dropna(subset=[group]).groupby([TRUE_ID, group]).size()
+    commonest = counts.sort_values(ascending=False, kind="stable").reset_index()
+    child_group = commonest.drop_duplicates(TRUE_ID).set_index(TRUE_ID)[group]
+    joined["child_group"] = joined[TRUE_ID].map(child_group)
+    out = {}
+    for value, part in joined.dropna(subset=["child_group"]).groupby("child_group"):
+        true_pairs = pairs_within(part.groupby(TRUE_ID).size())
+        hits = pairs_within(part.groupby([CLUSTER, TRUE_ID]).size())
+        out[str(value)] = {
+            "true_pairs": true_pairs,
+            "recall": hits / true_pairs if true_pairs else 1.0,
+        }
+    return out

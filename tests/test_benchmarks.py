@@ -51,6 +51,22 @@ def test_pairwise_accuracy_treats_records_without_a_cluster_as_alone() -> None:
     assert scores["precision"] == 1.0 and scores["recall"] == pytest.approx(0.5)
 
 
+def test_recall_by_group_counts_each_childs_pairs_under_its_commonest_group() -> None:
+    """Child 1 (records say A, A, B: group A) has 3 pairs, 1 found; child 2 (B, unrecorded) has
+    1 pair, found; child 3 records no group and is left out."""
+    truth = frame(
+        record_id=list("abcdefg"),
+        true_id=[1, 1, 1, 2, 2, 3, 3],
+        group=["A", "A", "B", "B", None, None, None],
+    )
+    clusters = frame(record_id=list("abcdefg"), cluster=["x", "x", "y", "z", "z", "u", "v"])
+    by_group = ref.recall_by_group(clusters, truth, "group")
+    assert by_group == {
+        "A": {"true_pairs": 3, "recall": pytest.approx(1 / 3)},
+        "B": {"true_pairs": 1, "recall": 1.0},
+    }
+
+
 def test_clusters_of_links_joins_chains_and_keeps_unlinked_records_apart() -> None:
     """a-b and b-c make one cluster; d stays alone."""
     clusters = clusters_of_links(
