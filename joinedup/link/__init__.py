@@ -28,9 +28,9 @@ Stages (1-6 score the pairs, in `score.py`: `score_agency_pair` for two agencies
    term-frequency adjustment for exact name agreement (rare names weigh more); probability.
 6. `twin_guard`: twins share surname, date of birth and address and differ in the forename, a
    dependence the model cannot see. A pair whose forenames disagree (no token, nickname or
-   Dice >= 0.5 agreement) is linked only when it also agrees on an NHS number or UPN; one that
-   shares surname, birth date and home while its numbers disagree only on the same forename
-   (or Dice >= 0.9), because twins' names can be close (ALEXANDER and ALEXANDRA).
+   Dice >= 0.5 agreement) is linked only when it also agrees on an NHS number or UPN. A pair
+   that shares surname, birth date and home while its numbers disagree is linked only on the
+   same forename (or Dice >= 0.9), because twins' names can be close (ALEXANDER and ALEXANDRA).
 7. Links: cross-agency pairs at or above `settings.link.match_probability` that pass the twin
    guard, at most one per record and agency pair (`one_to_one`, greedy on descending weight);
    duplicate pairs within an agency likewise, without the one-to-one rule. Clerical decisions

@@ -153,12 +153,7 @@ def sorted_block_pairs(
     more than max_block_pairs pairs are skipped (and logged)."""
     if not len(left.keys) or not len(right.keys):  # e.g. NHS numbers, which education lacks
         return np.empty((0, 2), dtype=np.int64)
-    key_l = left.keys
-    starts = np.flatnonzero(np.concatenate([[True], key_l[1:] != key_l[:-1]]))
-    unique_l = key_l[starts]
-    per_key = np.diff(np.append(starts, len(key_l)))
-    low = np.searchsorted(right.keys, unique_l, "left")
-    count = np.searchsorted(right.keys, unique_l, "right") - low
+    _, per_key, low, count = key_blocks(left, right)
     oversized = per_key * count > max_block_pairs
     if oversized.any():
         log.warning("blocking rule %s: %d oversized blocks skipped", rule, int(oversized.sum()))
@@ -170,6 +165,18 @@ def sorted_block_pairs(
     first = np.repeat(np.cumsum(count) - count, count)
     right_rows = right.rows[np.repeat(low, count) + (np.arange(total) - first)]
     return np.column_stack([np.repeat(rows_l, count), right_rows])
+
+
+def key_blocks(
+    left: SortedKeys, right: SortedKeys
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per distinct key of left: its first position and number of rows in left, and its first
+    position and number of rows in right (0 where right lacks it)."""
+    key_l = left.keys
+    starts = np.flatnonzero(np.concatenate([[True], key_l[1:] != key_l[:-1]]))[: len(key_l)]
+    per_key = np.diff(np.append(starts, len(key_l)))
+    low = np.searchsorted(right.keys, key_l[starts], "left")
+    return starts, per_key, low, np.searchsorted(right.keys, key_l[starts], "right") - low
 
 
 def near_token_keys(near: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -330,11 +337,7 @@ def pairs_sharing(
     keys_r = (
         keys_l if same else sorted_keys(rule_keys(right.records, columns), np.arange(len(right)))
     )
-    starts = np.flatnonzero(np.concatenate([[True], keys_l.keys[1:] != keys_l.keys[:-1]]))
-    starts = starts[: len(keys_l.keys)]
-    per_key = np.diff(np.append(starts, len(keys_l.keys)))
-    low = np.searchsorted(keys_r.keys, keys_l.keys[starts], "left")
-    count = np.searchsorted(keys_r.keys, keys_l.keys[starts], "right") - low
+    starts, per_key, low, count = key_blocks(keys_l, keys_r)
     block_pairs = per_key * (per_key - 1) // 2 if same else per_key * count
     total = int(block_pairs.sum())
     if total <= size:
