@@ -45,6 +45,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -301,27 +302,30 @@ def run_tool(tool: str, dataset_dir: Path, memory_cap_gb: float) -> dict[str, An
     by_pair = {}
     if truth[RECORD_ID].str.contains(":").all():  # synthetic: record ids are agency:local_id
         truth["agency"] = truth[RECORD_ID].str.split(":").str[0]
-        by_pair = {
-            "by_agency_pair": accuracy_by_source_pair(ran["clusters"], truth),
-            "recall_by_ethnicity_group": recall_by_group(
-                ran["clusters"], truth.merge(ethnicity_groups_of(dataset_dir), how="left"), GROUP
-            ),
-        }
+        by_pair = {"by_agency_pair": accuracy_by_source_pair(ran["clusters"], truth)}
+        groups = ethnicity_groups_of(dataset_dir)
+        if groups is not None:
+            with_groups = truth.merge(groups, on=RECORD_ID, how="left")
+            by_pair["recall_by_ethnicity_group"] = recall_by_group(
+                ran["clusters"], with_groups, GROUP
+            )
     return {"status": "ok", **figures, **pairwise_accuracy(ran["clusters"], truth), **by_pair}
 
 
 GROUP = "ethnicity_group"
 
 
-def ethnicity_groups_of(dataset_dir: Path) -> pd.DataFrame:
-    """record_id and the ethnicity group each synthetic record gives (null: not recorded)."""
+def ethnicity_groups_of(dataset_dir: Path) -> pd.DataFrame | None:
+    """record_id and the ethnicity group each synthetic record gives (null: not recorded); None
+    for a dataset without ethnicity (FEBRL)."""
     from joinedup.link.compare import ethnicity_groups
 
     frames = []
     for agency in json.loads((dataset_dir / "meta.json").read_text())["sources"]:
-        raw = pd.read_parquet(
-            dataset_dir / f"raw_{agency}.parquet", columns=["local_id", "ethnicity"]
-        )
+        path = dataset_dir / f"raw_{agency}.parquet"
+        if "ethnicity" not in pq.read_schema(path).names:
+            return None
+        raw = pd.read_parquet(path, columns=["local_id", "ethnicity"])
         groups = ethnicity_groups(pa.array(raw["ethnicity"].astype(object), pa.string()))
         frames.append(
             pd.DataFrame(
