@@ -185,12 +185,23 @@ def u_without_matches(u: Sequence[np.ndarray], model: FSModel) -> tuple[np.ndarr
     return tuple(clean)
 
 
+def at_levels(levels: np.ndarray, comparison: str, names: Sequence[str]) -> np.ndarray:
+    """True for pairs whose comparison is at one of the named levels."""
+    codes = [level_code(comparison, name) for name in names]
+    return np.isin(levels[:, COMPARISON_NAMES.index(comparison)], codes)
+
+
+def at_all(levels: np.ndarray, agree_on: Sequence[tuple[str, str]]) -> np.ndarray:
+    """True for pairs at every (comparison, level) given."""
+    mask = np.ones(len(levels), dtype=bool)
+    for comparison, level in agree_on:
+        mask &= at_levels(levels, comparison, (level,))
+    return mask
+
+
 def session_mask(levels: np.ndarray, session: TrainingSession) -> np.ndarray:
     """Pairs that agree on every (comparison, level) the session is blocked on."""
-    mask = np.ones(len(levels), dtype=bool)
-    for comparison, level in session.agree_on:
-        mask &= levels[:, COMPARISON_NAMES.index(comparison)] == level_code(comparison, level)
-    return mask
+    return at_all(levels, session.agree_on)
 
 
 def log2_ratio_per_pair(
@@ -341,10 +352,7 @@ IDENTIFIERS = ("nhs", "upn")
 def sure_matches(levels: np.ndarray) -> np.ndarray:
     """Pairs that agree on an NHS number or UPN, or on both names, the date of birth and the home
     (full postcode and address lines): siblings and twins never do."""
-    everything = np.ones(len(levels), dtype=bool)
-    for comparison, level in SURE_MATCH_LEVELS:
-        everything &= levels[:, COMPARISON_NAMES.index(comparison)] == level_code(comparison, level)
-    return identifier_agreement(levels) | everything
+    return identifier_agreement(levels) | at_all(levels, SURE_MATCH_LEVELS)
 
 
 def sure_match_recall(levels: np.ndarray, m: Sequence[np.ndarray]) -> float:
@@ -417,10 +425,14 @@ def term_frequency_adjustment(
     return adjustment
 
 
+def identifier_at(levels: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """True where the NHS number or the UPN is at one of the named levels."""
+    return np.logical_or.reduce([at_levels(levels, name, names) for name in IDENTIFIERS])
+
+
 def identifier_agreement(levels: np.ndarray) -> np.ndarray:
     """True where the NHS number or the UPN agrees (same valid token or same recorded number)."""
-    nhs = levels[:, COMPARISON_NAMES.index("nhs")] == level_code("nhs", "agree")
-    return nhs | (levels[:, COMPARISON_NAMES.index("upn")] == level_code("upn", "agree"))
+    return identifier_at(levels, ("agree",))
 
 
 def identifier_near_agreement(levels: np.ndarray) -> np.ndarray:
@@ -428,10 +440,7 @@ def identifier_near_agreement(levels: np.ndarray) -> np.ndarray:
     characters transposed. Twins' numbers are never that close: numbers given at one birth are
     consecutive, and a step in the last digit also changes the check digit (NHS number) or
     letter (UPN), by another amount (so not a transposition)."""
-    near = ("agree", "one_character", "transposed")
-    nhs = np.isin(levels[:, COMPARISON_NAMES.index("nhs")], [level_code("nhs", n) for n in near])
-    upn = np.isin(levels[:, COMPARISON_NAMES.index("upn")], [level_code("upn", n) for n in near])
-    return nhs | upn
+    return identifier_at(levels, ("agree", "one_character", "transposed"))
 
 
 # Levels at which a pair looks like twins: one surname (or a keying error of it), one date of
@@ -446,12 +455,10 @@ CLOSE_FORENAME_LEVELS = ("exact", DICE_LEVELS[0])
 
 def same_birth_and_home(levels: np.ndarray) -> np.ndarray:
     """True where surname, full date of birth and home agree, as they do for twins."""
-    surname = levels[:, COMPARISON_NAMES.index("surname")]
-    residence = levels[:, COMPARISON_NAMES.index("residence")]
     return (
-        np.isin(surname, [level_code("surname", n) for n in TWIN_SURNAME_LEVELS])
-        & (levels[:, COMPARISON_NAMES.index("dob")] == level_code("dob", "exact"))
-        & np.isin(residence, [level_code("residence", n) for n in TWIN_RESIDENCE_LEVELS])
+        at_levels(levels, "surname", TWIN_SURNAME_LEVELS)
+        & at_levels(levels, "dob", ("exact",))
+        & at_levels(levels, "residence", TWIN_RESIDENCE_LEVELS)
     )
 
 
@@ -493,17 +500,10 @@ def twin_guard(levels: np.ndarray) -> np.ndarray:
     """True for pairs that may link: an NHS number or UPN agrees, is one character apart or
     transposed; or the forenames agree at some level (token, nickname, Dice >= 0.5, Soundex),
     closely (token, or Dice >= 0.9: a keying error) where the pair looks like twins: surname,
-    date of birth and home agree and a number disagrees. Keeps twins (same surname, dob and address,
-    other forenames and numbers) apart, also twins with similar forenames."""
-    forename = levels[:, COMPARISON_NAMES.index("forename")]
-    close = np.isin(forename, [level_code("forename", n) for n in CLOSE_FORENAME_LEVELS])
-    some = forename != level_code("forename", "disagree")
-    twins = same_birth_and_home(levels) & identifier_disagreement(levels)
+    date of birth and home agree and a number disagrees. Keeps twins (same surname, dob and
+    address, other forenames and numbers) apart, also twins with similar forenames."""
+    close = at_levels(levels, "forename", CLOSE_FORENAME_LEVELS)
+    some = ~at_levels(levels, "forename", ("disagree",))
+    # a number recorded on both sides and not close
+    twins = same_birth_and_home(levels) & identifier_at(levels, ("disagree",))
     return identifier_near_agreement(levels) | close | (some & ~twins)
-
-
-def identifier_disagreement(levels: np.ndarray) -> np.ndarray:
-    """True where an NHS number or UPN is recorded on both sides and the two are not close."""
-    return (levels[:, COMPARISON_NAMES.index("nhs")] == level_code("nhs", "disagree")) | (
-        levels[:, COMPARISON_NAMES.index("upn")] == level_code("upn", "disagree")
-    )
