@@ -14,8 +14,10 @@ the path that would have broken the constraint. One exception: numbers are misty
 record can carry another child's valid number. When each side holds one number and the link's
 own two records hold them, the model has already weighed that disagreement (a large negative
 Bayes factor) and the link still cleared the threshold on names, date of birth and address:
-the link is kept and listed in `identifier_conflicts.csv` for the agency to correct. A third
-number, or two numbers meeting only through other links, is always refused. Twins never reach
+the link is kept and listed in `identifier_conflicts.csv` for the agency to correct; a duplicate
+link (two records of one agency) likewise: an agency registers a child twice under two numbers
+when one was mistyped or not traced. A third number, or two numbers meeting only through other
+links, is always refused. Twins never reach
 this stage as a link: the twin guard drops forename-disagreeing pairs that agree on no
 identifier before clustering.
 
@@ -160,7 +162,7 @@ class ConstrainedUnionFind:
         kept = None
         for name, refusal in (("nhs", NHS_CONFLICT), ("upn", UPN_CONFLICT)):
             found = self.identifier_conflict(name, a, b, left, right)
-            if found == "conflict" or (found and same_person):  # one agency, two numbers: two
+            if found == "conflict":
                 return refusal, None
             if found == "kept":
                 kept = refusal

@@ -144,12 +144,26 @@ def test_without_a_duplicate_link_two_records_of_one_agency_stay_apart() -> None
     assert child["e1"] == child["h1"] != child["h2"]
 
 
-def test_duplicate_link_between_different_nhs_numbers_is_refused() -> None:
+def test_duplicate_link_over_its_own_two_nhs_numbers_is_kept_and_listed_for_correction() -> None:
+    """An agency registers a child twice when a number was mistyped or not traced: the model
+    weighed the two numbers in the link's weight, so the link stands and the agency is told."""
     people = records(("health", "h1", "nhsA", None), ("health", "h2", "nhsB", None))
     clustered = cluster_records(people, links(("health", "h1", "health", "h2", 12.0)), NO_LINKS)
     child = children(clustered)
-    assert child["h1"] != child["h2"]
-    assert list(clustered.refused.reason) == [NHS_CONFLICT]
+    assert child["h1"] == child["h2"]
+    assert clustered.refused.empty
+    assert list(clustered.identifier_conflicts.reason) == [NHS_CONFLICT]
+
+
+def test_a_third_number_never_joins_duplicates_that_kept_two() -> None:
+    people = records(
+        ("care", "c1", None, "upnA"), ("care", "c2", None, "upnB"), ("care", "c3", None, "upnC")
+    )
+    duplicates = links(("care", "c1", "care", "c2", 20.0), ("care", "c2", "care", "c3", 15.0))
+    clustered = cluster_records(people, duplicates, NO_LINKS)
+    child = children(clustered)
+    assert child["c1"] == child["c2"] != child["c3"]
+    assert list(clustered.refused.reason) == [UPN_CONFLICT]
 
 
 # ----------------------------------------------------------------------------------------------
