@@ -34,6 +34,7 @@ from joinedup.link import (
 )
 from joinedup.link.blocking import BlockingRule, candidate_pairs
 from joinedup.link.compare import COMPARISONS, DobLevels, NameLevels, prepare_side
+from joinedup.link.duplicates import CORROBORATION_LEVELS
 from joinedup.link.model import FSModel, initial_m
 from joinedup.link.records import identity_column_names
 from joinedup.link.review import PAIR_KEY, pair_id, record_decisions
@@ -350,9 +351,15 @@ def test_child_ids_are_stable_across_reruns_and_row_order(
 def test_agreement_pattern_is_readable_and_holds_no_token(
     linked: LinkResult, population: tuple[pd.DataFrame, pd.DataFrame]
 ) -> None:
+    """Cross-agency links show each comparison's level; duplicate links also how the other
+    agencies' records corroborate them ('others:<level>')."""
     level = "|".join(f"{c.name}:({'|'.join(c.levels)})" for c in COMPARISONS)
-    pattern = re.compile("^" + level.replace(")|", ")\\|") + "$")
+    others = f"\\|others:({'|'.join(CORROBORATION_LEVELS)})"
+    pattern = re.compile("^" + level.replace(")|", ")\\|") + f"({others})?$")
     assert linked.links.agreement.map(lambda a: bool(pattern.match(a))).all()
+    within = linked.links.agency_l == linked.links.agency_r
+    assert within.any() and linked.links.agreement[within].str.contains("|others:").all()
+    assert not linked.links.agreement[~within].str.contains("others:").any()
     hidden = [c.name for c in identity_columns("pseudonymised") if c.token or c.encoding]
     tokens = set(population[0][hidden].stack().astype(str))
     words = set("|".join(linked.links.agreement).replace(":", "|").split("|"))
@@ -377,6 +384,27 @@ def test_model_has_m_and_u_per_level_and_a_prior(linked: LinkResult) -> None:
     assert set(dob) == {"exact", "year_month", "year", "month", "disagree"}
     assert dob["exact"]["weight"] > 5 > dob["disagree"]["weight"]
     assert sum(level["m"] for level in dob.values()) == pytest.approx(1.0)
+
+
+def test_duplicate_models_report_the_corroboration_by_the_other_agencies(
+    linked: LinkResult,
+) -> None:
+    """model.json tells, per agency with duplicate pairs, the m, u and weight of each way the
+    other agencies' records corroborate them ('number': weight 0, never estimated)."""
+    reported = [m["corroboration"] for m in linked.model.values() if "corroboration" in m]
+    assert "corroboration" in linked.model["health-health"]  # the planted duplicate's agency
+    for corroboration in reported:
+        assert list(corroboration) == list(CORROBORATION_LEVELS)
+        assert corroboration["number"] == {"m": None, "u": None, "weight": 0.0}
+        for level in CORROBORATION_LEVELS[:-1]:
+            assert np.isclose(
+                corroboration[level]["weight"],
+                np.log2(corroboration[level]["m"] / corroboration[level]["u"]),
+            )
+        assert sum(corroboration[level]["m"] for level in CORROBORATION_LEVELS[:-1]) == (
+            pytest.approx(1.0)
+        )
+    assert "corroboration" not in linked.model["education-health"]
 
 
 def test_write_link_result_writes_every_output(linked: LinkResult, tmp_path: Path) -> None:

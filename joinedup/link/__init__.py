@@ -31,16 +31,20 @@ Stages (1-6 score the pairs, in `score.py`: `score_agency_pair` for two agencies
    Dice >= 0.5 agreement) is linked only when it also agrees on an NHS number or UPN. A pair
    that shares surname, birth date and home while its numbers disagree is linked only on the
    same forename (or Dice >= 0.9), because twins' names can be close (ALEXANDER and ALEXANDRA).
-7. Links: cross-agency pairs at or above `settings.link.match_probability` that pass the twin
+7. Duplicates (`duplicates.py`): inside one agency a pair at one birth and home is weighed
+   against twins too (`with_twin_alternative`, in scoring), and every duplicate pair is
+   corroborated by the other agencies' records (`corroborated`: both records' strongest links
+   there go to one record, or to two), with Bayes factors learned from the sure pairs.
+8. Links: cross-agency pairs at or above `settings.link.match_probability` that pass the twin
    guard, at most one per record and agency pair (`one_to_one`, greedy on descending weight);
    duplicate pairs within an agency likewise, without the one-to-one rule. Clerical decisions
    (`review.py`) apply here: an accepted pair is a link (decided_by 'clerical') whatever its
    weight, a rejected pair never is.
-8. `cluster_records`: the child spine, a union-find strongest link first under constraints (one
+9. `cluster_records`: the child spine, a union-find strongest link first under constraints (one
    NHS number token, one UPN token, one agency person per agency in a child); refused clerical
    links are reported as conflicts.
-9. `assign_child_ids`: stable child ids from the persistent registry (see `spine.py`).
-10. Review: the pairs between `review_probability` and `match_probability` that pass the twin
+10. `assign_child_ids`: stable child ids from the persistent registry (see `spine.py`).
+11. Review: the pairs between `review_probability` and `match_probability` that pass the twin
    guard, are undecided and are not already one child go to review.csv.
 """
 
@@ -58,6 +62,7 @@ import pyarrow as pa
 
 from joinedup.link.blocking import candidate_pairs_of
 from joinedup.link.compare import Side, prepare_side
+from joinedup.link.duplicates import Corroboration, corroborated
 from joinedup.link.evaluate import evaluate
 from joinedup.link.model import expected_twin_pairs, twin_guard_needed
 from joinedup.link.records import (
@@ -195,6 +200,8 @@ def link_sides(
     sizes = {agency: len(side) for agency, side in sides.items()}
     pairs = with_twin_guard_lifted(pairs, twin_guard_lifted(scored, sizes, settings))
     decisions = current_decisions(read_decisions(decisions_path(settings)))
+    cross = (pairs["agency_l"] != pairs["agency_r"]).to_numpy()
+    pairs, corroboration = corroborated(pairs, chosen_links(pairs[cross], decisions, settings))
     links = chosen_links(pairs, decisions, settings)
     within = links["agency_l"] == links["agency_r"]
     clusters = cluster_records(records, links[within], one_to_one_per_pair(links[~within]))
@@ -212,7 +219,7 @@ def link_sides(
         identifier_conflicts=clusters.identifier_conflicts.reindex(
             columns=[*PAIR_KEY, "match_weight", "match_probability", "agreement", "reason"]
         ).reset_index(drop=True),
-        model={s.name: s.model.to_dict() for s in scored},
+        model=model_summary(scored, corroboration),
         candidate_pairs={s.name: int(s.candidates) for s in scored},
         thresholds={
             "match_probability": settings.link.match_probability,
@@ -222,6 +229,22 @@ def link_sides(
         ids=ids,
         period=period,
     )
+
+
+def model_summary(
+    scored: list[ScoredPairs], corroboration: dict[str, Corroboration]
+) -> dict[str, dict]:
+    """model.json: each agency pair's model; for duplicates also the twin alternative and the
+    corroboration by the other agencies (`duplicates.py`)."""
+    summary = {}
+    for s in scored:
+        summary[s.name] = s.model.to_dict()
+        agency, other = s.name.split("-")
+        if s.twins is not None:
+            summary[s.name]["twins"] = s.twins.to_dict()
+        if agency == other and agency in corroboration:
+            summary[s.name]["corroboration"] = corroboration[agency].to_dict()
+    return summary
 
 
 def prepare_sides(records: pd.DataFrame, settings: Settings) -> dict[str, Side]:
@@ -304,6 +327,8 @@ def empty_pairs() -> pd.DataFrame:
             "identifier_agrees": pd.Series(dtype=bool),
             "may_link": pd.Series(dtype=bool),
             "twin_like": pd.Series(dtype=bool),
+            "sure_match": pd.Series(dtype=bool),
+            "sure_distinct": pd.Series(dtype=bool),
         }
     )
 

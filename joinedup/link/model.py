@@ -435,6 +435,11 @@ def identifier_agreement(levels: np.ndarray) -> np.ndarray:
     return identifier_at(levels, ("agree",))
 
 
+def surely_distinct(levels: np.ndarray) -> np.ndarray:
+    """Pairs whose NHS number or UPN disagrees with neither agreeing nor close: two children."""
+    return identifier_at(levels, ("disagree",)) & ~identifier_near_agreement(levels)
+
+
 def identifier_near_agreement(levels: np.ndarray) -> np.ndarray:
     """True where the NHS number or the UPN agrees, is one character apart or has two adjacent
     characters transposed. Twins' numbers are never that close: numbers given at one birth are

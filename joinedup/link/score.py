@@ -18,15 +18,20 @@ import pandas as pd
 
 from joinedup.link.blocking import candidate_pairs
 from joinedup.link.compare import Side, agreement_patterns, comparison_levels
+from joinedup.link.duplicates import TwinAlternative, fit_twin_alternative, with_twin_alternative
 from joinedup.link.model import (
+    SURE_MATCH_LEVELS,
     TRAINING_SESSIONS,
     FSModel,
+    at_all,
     estimate_u,
     fit_model,
     fit_prior,
+    match_probability_from_weight,
     pooled_m,
     score_pairs,
     session_pairs,
+    surely_distinct,
     term_frequency_adjustment,
     twin_guard,
     twin_like,
@@ -51,6 +56,7 @@ class ScoredPairs:
     model: FSModel
     candidates: int
     twin_like_pairs: int = 0
+    twins: TwinAlternative | None = None  # duplicates only: twins as the alternative
 
 
 def score_agency_pair(
@@ -106,6 +112,10 @@ def score_candidates(
     model = fit(u_without_matches(sampled, fit(sampled)))
     adjustment = term_frequency_adjustment(left, right, pairs, levels, model)
     weight, probability = score_pairs(levels, model, adjustment)
+    alternative = fit_twin_alternative(levels, model) if left is right else None  # twins seen
+    if alternative is not None:
+        weight = with_twin_alternative(weight, levels, model, alternative)
+        probability = match_probability_from_weight(weight)
     keep = probability >= settings.link.keep_probability
     twins = twin_like(levels)
     log.info("%s: %d candidate pairs, %d kept", name, len(pairs), int(keep.sum()))
@@ -122,6 +132,8 @@ def score_candidates(
             "identifier_agrees": identifier_tokens_equal(left, right, kept),
             "may_link": twin_guard(levels[keep]),
             "twin_like": twins[keep],
+            "sure_match": at_all(levels[keep], SURE_MATCH_LEVELS),
+            "sure_distinct": surely_distinct(levels[keep]),
         }
     )
     return ScoredPairs(
@@ -131,6 +143,7 @@ def score_candidates(
         model=model,
         candidates=len(pairs),
         twin_like_pairs=int(twins.sum()),
+        twins=alternative,
     )
 
 

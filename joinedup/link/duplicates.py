@@ -1,0 +1,280 @@
+"""Duplicates inside one agency: the two kinds of evidence the pair's own comparison cannot give.
+
+1. **Twins, not random pairs, are the alternative at one birth and home.** The model weighs a
+   pair against a random pair of records. Two records that share a surname, a date of birth and
+   a home are, when not one child, almost always twins, and against twins that agreement is no
+   evidence at all. Among those pairs the question is how the forenames compare: twins'
+   forenames can be close (ALEXANDER and ALEXANDRA, ISABEL and ISABELLA), a duplicate's only by
+   a nickname or a keying error. `fit_twin_alternative` counts the pairs at one birth and home,
+   takes the duplicates the model expects among them, and learns how twins' forenames compare
+   from the pairs whose NHS numbers or UPNs disagree (surely two children) and whose forenames
+   are not one name (twins are given two: what puts such a pair there is one child's mistyped
+   number). `with_twin_alternative` combines both alternatives:
+   odds = 1 / (1 / odds against a random pair + 1 / odds against twins).
+
+2. **The other agencies' records corroborate or split the pair.** A child's record in another
+   agency links to both of its duplicates; two look-alike children (the same names and birth
+   date at two addresses) each link to their own record there. For each record its strongest
+   link into each other agency is taken; a pair is 'shared' when both records' strongest links
+   in some agency are one record and none are two, 'split' when they are two records and none
+   one, 'mixed' when both happen, and 'none' otherwise (`corroboration_levels`). A pair that
+   agrees on an NHS number or UPN is 'number': its records' links elsewhere were made by that
+   same number, so they are no further evidence (weight 0). The Bayes factors of the other
+   levels are learned from the agency's own scored pairs without labels (`fit_corroboration`):
+   m from the pairs that are surely duplicates by names, birth date and home, u from those whose
+   numbers disagree (surely two children, and mostly look-alikes: the scored pairs are those the
+   model found alike). EM over all scored pairs, with each pair's model weight as its prior, was
+   tried first: at 1M records per agency it put 'shared' at +7 to +15 bits, while among
+   look-alikes with no number to tell them apart it is worth +2 to +3 (a child with no record of
+   its own in the other agency links there to its namesake's). They are added to the weight and
+   show in the agreement pattern as 'others:<level>'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from joinedup.link.compare import COMPARISON_NAMES, COMPARISONS
+from joinedup.link.model import (
+    IDENTIFIERS,
+    PSEUDO_COUNT,
+    TWIN_RESIDENCE_LEVELS,
+    TWIN_SURNAME_LEVELS,
+    FSModel,
+    at_levels,
+    match_probability_from_weight,
+    same_birth_and_home,
+    surely_distinct,
+)
+
+# The comparisons that tell one child from twins at one birth and home. Not sex: its m from the
+# cross-agency EM counts twins' sexes too (m(disagree) about 0.33), and it says nothing here.
+TWIN_EVIDENCE = ("forename",)
+SAME_NAME = ("exact", "alt")  # forename levels never seen in twins
+# The comparisons and levels that put a pair at one birth and home (`same_birth_and_home`).
+BIRTH_AND_HOME = (
+    ("surname", TWIN_SURNAME_LEVELS),
+    ("dob", ("exact",)),
+    ("residence", TWIN_RESIDENCE_LEVELS),
+)
+CORROBORATION_LEVELS = ("none", "shared", "split", "mixed", "number")
+
+
+# ----------------------------------------------------------------------------------------------
+# Twins as the alternative at one birth and home
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TwinAlternative:
+    """Among one agency's candidate pairs at one birth and home: the duplicates the model expects
+    and the twins (the rest), and per TWIN_EVIDENCE comparison log2(m / t) per level, t being how
+    twins compare (index 0, missing, is 0)."""
+
+    duplicates: float
+    twins: float
+    factors: tuple[np.ndarray, ...]
+
+    @property
+    def log2_odds(self) -> float:
+        return float(np.log2(self.duplicates / self.twins))
+
+    def to_dict(self) -> dict:
+        return {
+            "duplicates_at_one_birth_and_home": self.duplicates,
+            "twins_at_one_birth_and_home": self.twins,
+            "comparisons": {
+                name: {
+                    level: float(self.factors[i][j])
+                    for j, level in enumerate(COMPARISONS[COMPARISON_NAMES.index(name)].levels)
+                    if j > 0
+                }
+                for i, name in enumerate(TWIN_EVIDENCE)
+            },
+        }
+
+
+def share_at_birth_and_home(levels: np.ndarray, model: FSModel) -> float:
+    """The share of duplicates at one birth and home, by m (each comparison observed as often as
+    among the candidate pairs)."""
+    share = 1.0
+    for name, named in BIRTH_AND_HOME:
+        k = COMPARISON_NAMES.index(name)
+        codes = [COMPARISONS[k].levels.index(level) for level in named]
+        observed = float((levels[:, k] != 0).mean()) if len(levels) else 0.0
+        share *= observed * float(model.m[k][codes].sum())
+    return share
+
+
+def fit_twin_alternative(levels: np.ndarray, model: FSModel) -> TwinAlternative | None:
+    """The twin alternative of one agency's candidate pairs (`levels`) under its model; None
+    where no pair at one birth and home is surely twins (nothing to learn from; the twin guard
+    still stands)."""
+    at_home = same_birth_and_home(levels)
+    named_alike = at_levels(levels, "forename", SAME_NAME)
+    twins_seen = levels[at_home & surely_distinct(levels) & ~named_alike]
+    if not len(twins_seen):
+        return None
+    duplicates = max(model.expected_matches * share_at_birth_and_home(levels, model), 1.0)
+    twins = max(float(at_home.sum()) - duplicates, 1.0)
+    factors = []
+    for name in TWIN_EVIDENCE:
+        k = COMPARISON_NAMES.index(name)
+        t = twin_level_shares(twins_seen[:, k], model.u[k])
+        factors.append(np.concatenate([[0.0], np.log2(model.m[k][1:] / t[1:])]))
+    return TwinAlternative(duplicates, twins, tuple(factors))
+
+
+def twin_level_shares(seen: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """How twins compare (index 0, missing, is 0): the levels seen in surely twin pairs, plus a
+    pseudo-count of one pair spread as u spreads any two children (twins' names are as unlike as
+    anyone's until seen otherwise)."""
+    counts = np.bincount(seen, minlength=len(u)).astype(float)
+    counts[1:] += PSEUDO_COUNT * u[1:] / u[1:].sum()
+    counts[0] = 0.0
+    return counts / counts.sum()
+
+
+def weight_against_twins(levels: np.ndarray, model: FSModel, twins: TwinAlternative) -> np.ndarray:
+    """log2 odds of one child against twins: the prior odds at one birth and home, how the
+    forenames compare, and the NHS number and UPN weighed as in the model (twins' numbers are as
+    unlike as any two children's)."""
+    weight = np.full(len(levels), twins.log2_odds)
+    for name, factors in zip(TWIN_EVIDENCE, twins.factors, strict=True):
+        weight += factors[levels[:, COMPARISON_NAMES.index(name)]]
+    bayes = model.bayes_factors()
+    for name in IDENTIFIERS:
+        k = COMPARISON_NAMES.index(name)
+        weight += bayes[k][levels[:, k]]
+    return weight
+
+
+def with_twin_alternative(
+    weight: np.ndarray, levels: np.ndarray, model: FSModel, twins: TwinAlternative
+) -> np.ndarray:
+    """The weight against both alternatives for pairs at one birth and home (against a random
+    pair elsewhere): odds = 1 / (1 / odds against a random pair + 1 / odds against twins)."""
+    at_home = same_birth_and_home(levels)
+    combined = np.asarray(weight, dtype=float).copy()
+    against = weight_against_twins(levels[at_home], model, twins)
+    combined[at_home] = -np.logaddexp2(-combined[at_home], -against)
+    return combined
+
+
+# ----------------------------------------------------------------------------------------------
+# Corroboration by the other agencies' records
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Corroboration:
+    """m and u of each CORROBORATION_LEVELS level but 'number' for one agency's duplicate pairs."""
+
+    m: np.ndarray
+    u: np.ndarray
+
+    @property
+    def factors(self) -> np.ndarray:
+        """log2(m / u) per level of CORROBORATION_LEVELS ('number': 0)."""
+        return np.concatenate([np.log2(self.m / self.u), [0.0]])
+
+    def to_dict(self) -> dict:
+        """Per level: m, u and weight ('number': weight 0, m and u not estimated)."""
+        out: dict[str, dict] = {
+            level: {"m": float(m), "u": float(u), "weight": float(w)}
+            for level, m, u, w in zip(
+                CORROBORATION_LEVELS[:-1], self.m, self.u, self.factors[:-1], strict=True
+            )
+        }
+        out[CORROBORATION_LEVELS[-1]] = {"m": None, "u": None, "weight": 0.0}
+        return out
+
+
+def strongest_links(links: pd.DataFrame) -> dict[tuple[str, str], pd.Series]:
+    """Per (agency, other agency): each record's strongest link there, as person_token -> the
+    other record's person_token (links: cross-agency links, both directions read)."""
+    ends = []
+    for me, them in (("l", "r"), ("r", "l")):
+        ends.append(
+            pd.DataFrame(
+                {
+                    "agency": links[f"agency_{me}"].to_numpy(object),
+                    "token": links[f"person_token_{me}"].to_numpy(object),
+                    "other": links[f"agency_{them}"].to_numpy(object),
+                    "other_token": links[f"person_token_{them}"].to_numpy(object),
+                    "weight": links["match_weight"].to_numpy(float),
+                }
+            )
+        )
+    both = pd.concat(ends, ignore_index=True)
+    both = both.sort_values(["weight", "token", "other_token"], ascending=[False, True, True])
+    best = both.drop_duplicates(["agency", "token", "other"])
+    return {
+        (agency, other): pd.Series(group["other_token"].to_numpy(), index=group["token"].to_numpy())
+        for (agency, other), group in best.groupby(["agency", "other"], sort=True)
+    }
+
+
+def corroboration_levels(
+    pairs: pd.DataFrame, strongest: Mapping[tuple[str, str], pd.Series]
+) -> np.ndarray:
+    """Index into CORROBORATION_LEVELS of each duplicate pair (agency_l == agency_r)."""
+    shared = np.zeros(len(pairs), dtype=bool)
+    split = np.zeros(len(pairs), dtype=bool)
+    agency = pairs["agency_l"].to_numpy(object)
+    for (own, _), best in strongest.items():
+        mine = np.flatnonzero(agency == own)
+        left = best.reindex(pairs["person_token_l"].to_numpy(object)[mine]).to_numpy(object)
+        right = best.reindex(pairs["person_token_r"].to_numpy(object)[mine]).to_numpy(object)
+        both = pd.notna(left) & pd.notna(right)
+        shared[mine[both & (left == right)]] = True
+        split[mine[both & (left != right)]] = True
+    by_number = pairs["identifier_agrees"].to_numpy(bool)
+    return np.select([by_number, shared & split, split, shared], [4, 3, 2, 1], default=0)
+
+
+def level_shares(levels: np.ndarray) -> np.ndarray:
+    """Share of each corroboration level but 'number', with a pseudo-count of one spread evenly."""
+    n = len(CORROBORATION_LEVELS) - 1
+    counts = np.bincount(levels[levels < n], minlength=n)[:n] + PSEUDO_COUNT / n
+    return counts / counts.sum()
+
+
+def fit_corroboration(levels: np.ndarray, sure: np.ndarray, distinct: np.ndarray) -> Corroboration:
+    """m from the levels of the pairs that are surely duplicates, u from those surely two
+    children."""
+    return Corroboration(m=level_shares(levels[sure]), u=level_shares(levels[distinct]))
+
+
+def corroborated(
+    pairs: pd.DataFrame, links: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, Corroboration]]:
+    """Scored pairs with every duplicate pair's weight, probability and agreement pattern
+    corroborated by the cross-agency `links` (the model's and the reviewers'), and the fitted
+    corroboration of each agency. Cross-agency pairs are returned as they are.
+
+    pairs: the scored pairs with `sure_match` (names, birth date and home agree) and
+    `sure_distinct` (the numbers disagree) flags."""
+    within = (pairs["agency_l"] == pairs["agency_r"]).to_numpy()
+    duplicates = pairs[within]
+    levels = corroboration_levels(duplicates, strongest_links(links))
+    weight = duplicates["match_weight"].to_numpy(float).copy()
+    sure = duplicates["sure_match"].to_numpy(bool)
+    distinct = duplicates["sure_distinct"].to_numpy(bool)
+    fitted = {}
+    for agency in sorted(set(duplicates["agency_l"])):
+        mine = (duplicates["agency_l"] == agency).to_numpy()
+        fitted[agency] = fit_corroboration(levels, mine & sure, mine & distinct)
+        weight[mine] += fitted[agency].factors[levels[mine]]
+    named = np.asarray(CORROBORATION_LEVELS, dtype=object)[levels]
+    adjusted = duplicates.assign(
+        match_weight=weight,
+        match_probability=match_probability_from_weight(weight),
+        agreement=duplicates["agreement"].astype(str) + "|others:" + named,
+    )
+    out = pd.concat([pairs[~within], adjusted]).loc[pairs.index]
+    return out.reindex(columns=pairs.columns), fitted

@@ -1,0 +1,194 @@
+"""Tests of joinedup.link.duplicates: twins as the alternative at one birth and home, and the
+corroboration of duplicate pairs by the other agencies' records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from joinedup.link.compare import COMPARISON_NAMES, COMPARISONS, level_code
+from joinedup.link.duplicates import (
+    CORROBORATION_LEVELS,
+    corroborated,
+    corroboration_levels,
+    fit_corroboration,
+    fit_twin_alternative,
+    strongest_links,
+    with_twin_alternative,
+)
+from joinedup.link.model import FSModel
+
+# ----------------------------------------------------------------------------------------------
+# Twins as the alternative
+# ----------------------------------------------------------------------------------------------
+
+AT_HOME = {"surname": "exact", "dob": "exact", "residence": "postcode_address"}
+
+
+def rows(count: int, **levels: str) -> np.ndarray:
+    """count pairs at the given levels, 'missing' elsewhere."""
+    row = np.zeros(len(COMPARISONS), dtype=np.int8)
+    for name, level in levels.items():
+        row[COMPARISON_NAMES.index(name)] = level_code(name, level)
+    return np.repeat(row[None, :], count, axis=0)
+
+
+def duplicate_model(expected: float) -> FSModel:
+    """m: a duplicate agrees on the best level 0.9 of the time, the rest spread evenly; u even."""
+    m = tuple(
+        np.array([0.0, 0.9, *np.full(len(c.levels) - 2, 0.1 / (len(c.levels) - 2))])
+        for c in COMPARISONS
+    )
+    u = tuple(np.full(len(c.levels), 1.0 / len(c.levels)) for c in COMPARISONS)
+    return FSModel(m=m, u=u, prior=1e-6, expected_matches=expected)
+
+
+# A duplicate's share at one birth and home under duplicate_model: surname exact or Dice (0.9 +
+# 3 x 0.1 / 5), the same birth date (0.9), one home (0.9 + 3 x 0.1 / 8: postcode and address,
+# postcode, address, similar address).
+AT_HOME_SHARE = 0.96 * 0.9 * (0.9 + 3 * 0.1 / 8)
+
+
+def twins_and_duplicates() -> np.ndarray:
+    """An agency's candidates: 500 twin pairs with numbers that disagree (forenames: 90% two
+    names, 10% close, Dice 0.5) and 100 duplicates at home, without numbers."""
+    return np.vstack(
+        [
+            rows(450, forename="disagree", nhs="disagree", **AT_HOME),
+            rows(50, forename="dice50", nhs="disagree", **AT_HOME),
+            rows(100, forename="exact", **AT_HOME),
+        ]
+    )
+
+
+def test_twins_count_the_pairs_at_home_less_the_duplicates_the_model_expects() -> None:
+    levels = twins_and_duplicates()
+    model = duplicate_model(expected=100 / AT_HOME_SHARE)
+    twins = fit_twin_alternative(levels, model)
+    assert np.isclose(twins.duplicates, 100.0)
+    assert np.isclose(twins.twins, 500.0)
+    forename = twins.factors[0]
+    dice50 = level_code("forename", "dice50")
+    exact = level_code("forename", "exact")
+    # twins are close at Dice 0.5 one time in ten, duplicates 0.1 / 6 of the time; a pseudo-count
+    # of one pair is spread as u spreads any two children (evenly here)
+    assert np.isclose(forename[dice50], np.log2((0.1 / 6) / ((50 + 1 / 7) / 501)))
+    assert forename[exact] > 10  # twins are never seen with one forename
+
+
+def test_a_close_forename_at_one_birth_and_home_no_longer_outweighs_the_twins() -> None:
+    """Against a random pair, one surname, birth date and home weigh heavily; against twins,
+    who share them, only the forename counts: a Dice 0.5 forename without numbers is twins as
+    likely as not, while the same forename still links. Pairs elsewhere keep their weight."""
+    levels = twins_and_duplicates()
+    model = duplicate_model(expected=100 / AT_HOME_SHARE)
+    twins = fit_twin_alternative(levels, model)
+    pairs = np.vstack(
+        [
+            rows(1, forename="dice50", **AT_HOME),
+            rows(1, forename="exact", **AT_HOME),
+            rows(1, forename="dice50", surname="exact", dob="exact", residence="disagree"),
+        ]
+    )
+    weight = np.array([20.0, 25.0, 5.0])
+    combined = with_twin_alternative(weight, pairs, model, twins)
+    assert combined[0] < 0 < 3.17 < combined[1] <= weight[1]
+    assert combined[2] == weight[2]
+    against_twins = np.log2(100 / 500) + twins.factors[0][level_code("forename", "dice50")]
+    assert np.isclose(combined[0], -np.logaddexp2(-20.0, -against_twins))
+
+
+# ----------------------------------------------------------------------------------------------
+# Corroboration by the other agencies
+# ----------------------------------------------------------------------------------------------
+
+
+def link_rows(*rows_: tuple[str, str, str, str, float]) -> pd.DataFrame:
+    columns = ["agency_l", "person_token_l", "agency_r", "person_token_r", "match_weight"]
+    return pd.DataFrame(list(rows_), columns=columns)
+
+
+def duplicate_pairs(*rows_: tuple[str, str, float, bool]) -> pd.DataFrame:
+    """(left token, right token, weight, agree on a number) pairs of health records."""
+    frame = pd.DataFrame(rows_, columns=["person_token_l", "person_token_r", "w", "agrees"])
+    return pd.DataFrame(
+        {
+            "agency_l": "health",
+            "person_token_l": frame["person_token_l"],
+            "agency_r": "health",
+            "person_token_r": frame["person_token_r"],
+            "match_weight": frame["w"].astype(float),
+            "match_probability": 1 / (1 + np.exp2(-frame["w"].astype(float))),
+            "agreement": "forename:exact",
+            "identifier_agrees": frame["agrees"].astype(bool),
+        }
+    )
+
+
+def test_strongest_links_take_each_records_best_link_in_each_other_agency() -> None:
+    links = link_rows(
+        ("education", "e1", "health", "h1", 9.0),
+        ("education", "e2", "health", "h1", 12.0),
+        ("health", "h1", "care", "c1", 5.0),
+    )
+    best = strongest_links(links)
+    assert best[("health", "education")].to_dict() == {"h1": "e2"}
+    assert best[("education", "health")].to_dict() == {"e1": "h1", "e2": "h1"}
+    assert best[("health", "care")].to_dict() == {"h1": "c1"}
+    assert best[("care", "health")].to_dict() == {"c1": "h1"}
+
+
+def test_corroboration_levels_say_whether_the_other_agencies_hold_one_record_or_two() -> None:
+    links = link_rows(
+        ("education", "e1", "health", "h1", 10.0),
+        ("education", "e1", "health", "h2", 10.0),  # h1 and h2: one education record
+        ("education", "e3", "health", "h3", 10.0),
+        ("education", "e4", "health", "h4", 10.0),  # h3 and h4: two education records
+        ("health", "h3", "care", "c1", 10.0),
+        ("health", "h4", "care", "c1", 10.0),  # and one care record: mixed
+        ("education", "e5", "health", "h5", 10.0),  # h6 is linked nowhere
+    )
+    pairs = duplicate_pairs(
+        ("h1", "h2", 1.0, False),
+        ("h3", "h4", 1.0, False),
+        ("h5", "h6", 1.0, False),
+        ("h1", "h4", 1.0, True),
+    )
+    named = [CORROBORATION_LEVELS[i] for i in corroboration_levels(pairs, strongest_links(links))]
+    assert named == ["shared", "mixed", "none", "number"]
+
+
+def test_corroboration_weighs_what_sure_duplicates_show_against_what_sure_pairs_of_two_show() -> (
+    None
+):
+    """m from the pairs surely one child (names, birth date, home), u from those surely two
+    (numbers disagree): 'shared' counts for a duplicate, 'split' against; 'number' never."""
+    none, shared, split, mixed, number = range(len(CORROBORATION_LEVELS))
+    levels = np.array([shared] * 96 + [none] * 4 + [split] * 70 + [shared] * 20 + [mixed] * 10)
+    sure = np.arange(200) < 100
+    fitted = fit_corroboration(
+        np.append(levels, number), np.append(sure, True), np.append(~sure, True)
+    )
+    np.testing.assert_allclose(fitted.m, np.array([4.25, 96.25, 0.25, 0.25]) / 101)
+    np.testing.assert_allclose(fitted.u, np.array([0.25, 20.25, 70.25, 10.25]) / 101)
+    assert fitted.factors[shared] > 2 and fitted.factors[split] < -8
+    assert fitted.factors[number] == 0
+
+
+def test_corroborated_adjusts_only_duplicate_pairs_and_shows_the_level() -> None:
+    cross = link_rows(("education", "e1", "health", "h1", 10.0))
+    cross = cross.assign(match_probability=0.999, agreement="x", identifier_agrees=False)
+    links = link_rows(
+        ("education", "e1", "health", "h1", 10.0), ("education", "e1", "health", "h2", 10.0)
+    )
+    duplicates = duplicate_pairs(("h1", "h2", 2.0, False), ("h3", "h4", 20.0, True))
+    pairs = pd.concat([cross, duplicates], ignore_index=True)
+    pairs = pairs.assign(sure_match=[False, False, True], sure_distinct=False)
+    out, fitted = corroborated(pairs, links)
+    assert out.columns.tolist() == pairs.columns.tolist()
+    pd.testing.assert_frame_equal(out.iloc[:1], pairs.iloc[:1])
+    factor = fitted["health"].factors[CORROBORATION_LEVELS.index("shared")]
+    assert np.isclose(out.match_weight[1], 2.0 + factor)
+    assert np.isclose(out.match_probability[1], 1 / (1 + np.exp2(-(2.0 + factor))))
+    assert out.agreement[1] == "forename:exact|others:shared"
+    assert out.match_weight[2] == 20.0 and out.agreement[2].endswith("|others:number")
