@@ -2,7 +2,8 @@
 
 `score_agency_pair` and `score_within_agency` run the same steps: candidate pairs by blocking,
 comparison levels with recordlinkage (chunk by chunk), u from random pairs, m and the prior by EM
-without labels, match weights with term-frequency adjustment, and the twin guard. They keep the
+without labels, match weights with term-frequency adjustment (for duplicates also weighed against
+twins at one birth and home, `duplicates.with_twin_alternative`), and the twin guard. They keep the
 pairs whose match probability reaches `settings.link.keep_probability` and count the rest in a
 per-record summary, so linking, review and QA downstream never need the full candidate set.
 """

@@ -14,10 +14,14 @@ the path that would have broken the constraint. One exception: numbers are misty
 record can carry another child's valid number. When each side holds one number and the link's
 own two records hold them, the model has already weighed that disagreement (a large negative
 Bayes factor) and the link still cleared the threshold on names, date of birth and address:
-the link is kept and listed in `identifier_conflicts.csv` for the agency to correct; a duplicate
-link (two records of one agency) likewise: an agency registers a child twice under two numbers
-when one was mistyped or not traced. A third number, or two numbers meeting only through other
-links, is always refused. Twins never reach
+the link is kept and listed in `identifier_conflicts.csv` for the agency to correct. A duplicate
+link (two records of one agency) is kept over its own two numbers only when its records agree on
+both names, the date of birth and the full home (`sure_match`; twins never do): an agency then
+registered one child twice, one number mistyped or not traced. Elsewhere the agency's two
+numbers say two children: look-alikes (one name and birthday at two addresses) are common in a
+large area, and the other agencies' records, which link to both through the names, cannot tell
+them from one child. A third number, or two numbers meeting only through other links, is always
+refused. Twins never reach
 this stage as a link: the twin guard drops forename-disagreeing pairs that agree on no
 identifier before clustering.
 
@@ -155,14 +159,15 @@ class ConstrainedUnionFind:
         return "kept" if direct else "conflict"
 
     def conflict(
-        self, a: int, b: int, same_person: bool, left: int, right: int
+        self, a: int, b: int, same_person: bool, left: int, right: int, surely_one: bool = False
     ) -> tuple[str | None, str | None]:
         """(why roots a and b may not join or None, the identifier conflict a join keeps or
-        None). same_person: the link is a duplicate link, which makes two agency persons one."""
+        None). same_person: the link is a duplicate link, which makes two agency persons one;
+        surely_one: its records agree on both names, the date of birth and the full home."""
         kept = None
         for name, refusal in (("nhs", NHS_CONFLICT), ("upn", UPN_CONFLICT)):
             found = self.identifier_conflict(name, a, b, left, right)
-            if found == "conflict":
+            if found == "conflict" or (found and same_person and not surely_one):
                 return refusal, None
             if found == "kept":
                 kept = refusal
@@ -190,12 +195,15 @@ class ConstrainedUnionFind:
         kept, refused, conflicting = [], [], []
         ordered = by_descending_weight(links)
         columns = ["agency_l", "person_token_l", "agency_r", "person_token_r"]
-        for index, al, tl, ar, tr in zip(
-            ordered.index, *(ordered[c] for c in columns), strict=True
+        sure = surely_one_child(ordered)
+        for index, al, tl, ar, tr, one in zip(
+            ordered.index, *(ordered[c] for c in columns), sure, strict=True
         ):
             left, right = node[(al, tl)], node[(ar, tr)]
             a, b = self.root(left), self.root(right)
-            reason, over = (None, None) if a == b else self.conflict(a, b, same_person, left, right)
+            reason, over = (
+                (None, None) if a == b else self.conflict(a, b, same_person, left, right, one)
+            )
             if reason is None:
                 if a != b:
                     self.union(a, b)
@@ -205,6 +213,14 @@ class ConstrainedUnionFind:
             else:
                 refused.append((index, reason))
         return kept, refused, conflicting
+
+
+def surely_one_child(links: pd.DataFrame) -> np.ndarray:
+    """Per link, whether its records agree on both names, birth date and full home (the scored
+    pairs' `sure_match`; False where not known)."""
+    if "sure_match" not in links:
+        return np.zeros(len(links), dtype=bool)
+    return links["sure_match"].fillna(False).to_numpy(bool)
 
 
 def cluster_records(

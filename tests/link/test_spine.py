@@ -144,15 +144,26 @@ def test_without_a_duplicate_link_two_records_of_one_agency_stay_apart() -> None
     assert child["e1"] == child["h1"] != child["h2"]
 
 
-def test_duplicate_link_over_its_own_two_nhs_numbers_is_kept_and_listed_for_correction() -> None:
-    """An agency registers a child twice when a number was mistyped or not traced: the model
-    weighed the two numbers in the link's weight, so the link stands and the agency is told."""
+def test_duplicate_link_over_its_own_two_numbers_is_kept_where_names_birth_and_home_agree() -> None:
+    """An agency registered one child twice, one number mistyped or not traced: same names,
+    birth date and full home (twins never have). The link stands and the agency is told."""
     people = records(("health", "h1", "nhsA", None), ("health", "h2", "nhsB", None))
-    clustered = cluster_records(people, links(("health", "h1", "health", "h2", 12.0)), NO_LINKS)
+    duplicate = links(("health", "h1", "health", "h2", 16.0)).assign(sure_match=True)
+    clustered = cluster_records(people, duplicate, NO_LINKS)
     child = children(clustered)
     assert child["h1"] == child["h2"]
     assert clustered.refused.empty
     assert list(clustered.identifier_conflicts.reason) == [NHS_CONFLICT]
+
+
+def test_duplicate_link_over_two_nhs_numbers_at_two_addresses_is_refused() -> None:
+    """Elsewhere an agency's two numbers say two children: look-alikes at two addresses."""
+    people = records(("health", "h1", "nhsA", None), ("health", "h2", "nhsB", None))
+    duplicate = links(("health", "h1", "health", "h2", 12.0)).assign(sure_match=False)
+    clustered = cluster_records(people, duplicate, NO_LINKS)
+    child = children(clustered)
+    assert child["h1"] != child["h2"]
+    assert list(clustered.refused.reason) == [NHS_CONFLICT]
 
 
 def test_a_third_number_never_joins_duplicates_that_kept_two() -> None:
@@ -160,6 +171,7 @@ def test_a_third_number_never_joins_duplicates_that_kept_two() -> None:
         ("care", "c1", None, "upnA"), ("care", "c2", None, "upnB"), ("care", "c3", None, "upnC")
     )
     duplicates = links(("care", "c1", "care", "c2", 20.0), ("care", "c2", "care", "c3", 15.0))
+    duplicates = duplicates.assign(sure_match=True)
     clustered = cluster_records(people, duplicates, NO_LINKS)
     child = children(clustered)
     assert child["c1"] == child["c2"] != child["c3"]
