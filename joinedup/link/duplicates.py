@@ -38,12 +38,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from joinedup.link.compare import COMPARISON_NAMES, COMPARISONS
+from joinedup.link.compare import COMPARISON_NAMES, COMPARISONS, level_code
 from joinedup.link.model import (
+    BIRTH_AND_HOME,
     IDENTIFIERS,
     PSEUDO_COUNT,
-    TWIN_RESIDENCE_LEVELS,
-    TWIN_SURNAME_LEVELS,
     FSModel,
     at_levels,
     match_probability_from_weight,
@@ -55,12 +54,6 @@ from joinedup.link.model import (
 # cross-agency EM counts twins' sexes too (m(disagree) about 0.33), and it says nothing here.
 TWIN_EVIDENCE = ("forename",)
 SAME_NAME = ("exact", "alt")  # forename levels never seen in twins
-# The comparisons and levels that put a pair at one birth and home (`same_birth_and_home`).
-BIRTH_AND_HOME = (
-    ("surname", TWIN_SURNAME_LEVELS),
-    ("dob", ("exact",)),
-    ("residence", TWIN_RESIDENCE_LEVELS),
-)
 CORROBORATION_LEVELS = ("none", "shared", "split", "mixed", "number")
 
 
@@ -104,7 +97,7 @@ def share_at_birth_and_home(levels: np.ndarray, model: FSModel) -> float:
     share = 1.0
     for name, named in BIRTH_AND_HOME:
         k = COMPARISON_NAMES.index(name)
-        codes = [COMPARISONS[k].levels.index(level) for level in named]
+        codes = [level_code(name, level) for level in named]
         observed = float((levels[:, k] != 0).mean()) if len(levels) else 0.0
         share *= observed * float(model.m[k][codes].sum())
     return share

@@ -458,13 +458,17 @@ TWIN_RESIDENCE_LEVELS = ("postcode_address", "postcode", "address", "address_sim
 CLOSE_FORENAME_LEVELS = ("exact", DICE_LEVELS[0])
 
 
+# The comparisons and levels at which a pair shares a birth and a home, as twins do.
+BIRTH_AND_HOME = (
+    ("surname", TWIN_SURNAME_LEVELS),
+    ("dob", ("exact",)),
+    ("residence", TWIN_RESIDENCE_LEVELS),
+)
+
+
 def same_birth_and_home(levels: np.ndarray) -> np.ndarray:
     """True where surname, full date of birth and home agree, as they do for twins."""
-    return (
-        at_levels(levels, "surname", TWIN_SURNAME_LEVELS)
-        & at_levels(levels, "dob", ("exact",))
-        & at_levels(levels, "residence", TWIN_RESIDENCE_LEVELS)
-    )
+    return np.logical_and.reduce([at_levels(levels, name, named) for name, named in BIRTH_AND_HOME])
 
 
 def twin_like(levels: np.ndarray) -> np.ndarray:

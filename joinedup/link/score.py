@@ -113,7 +113,7 @@ def score_candidates(
     model = fit(u_without_matches(sampled, fit(sampled)))
     adjustment = term_frequency_adjustment(left, right, pairs, levels, model)
     weight, probability = score_pairs(levels, model, adjustment)
-    alternative = fit_twin_alternative(levels, model) if left is right else None  # twins seen
+    alternative = fit_twin_alternative(levels, model) if left is right else None
     if alternative is not None:
         weight = with_twin_alternative(weight, levels, model, alternative)
         probability = match_probability_from_weight(weight)
