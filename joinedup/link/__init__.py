@@ -327,8 +327,8 @@ def empty_pairs() -> pd.DataFrame:
             "identifier_agrees": pd.Series(dtype=bool),
             "may_link": pd.Series(dtype=bool),
             "twin_like": pd.Series(dtype=bool),
-            "sure_match": pd.Series(dtype=bool),
-            "sure_distinct": pd.Series(dtype=bool),
+            "names_birth_home": pd.Series(dtype=bool),
+            "numbers_disagree": pd.Series(dtype=bool),
         }
     )
 

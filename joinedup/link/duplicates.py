@@ -227,7 +227,12 @@ def corroboration_levels(
         shared[mine[both & (left == right)]] = True
         split[mine[both & (left != right)]] = True
     by_number = pairs["identifier_agrees"].to_numpy(bool)
-    return np.select([by_number, shared & split, split, shared], [4, 3, 2, 1], default=0)
+    code = CORROBORATION_LEVELS.index
+    return np.select(
+        [by_number, shared & split, split, shared],
+        [code("number"), code("mixed"), code("split"), code("shared")],
+        default=code("none"),
+    )
 
 
 def level_shares(levels: np.ndarray) -> np.ndarray:
@@ -250,14 +255,14 @@ def corroborated(
     corroborated by the cross-agency `links` (the model's and the reviewers'), and the fitted
     corroboration of each agency. Cross-agency pairs are returned as they are.
 
-    pairs: the scored pairs with `sure_match` (names, birth date and home agree) and
-    `sure_distinct` (the numbers disagree) flags."""
+    pairs: the scored pairs with `names_birth_home` (names, birth date and home agree) and
+    `numbers_disagree` (the numbers disagree) flags."""
     within = (pairs["agency_l"] == pairs["agency_r"]).to_numpy()
     duplicates = pairs[within]
     levels = corroboration_levels(duplicates, strongest_links(links))
     weight = duplicates["match_weight"].to_numpy(float).copy()
-    sure = duplicates["sure_match"].to_numpy(bool)
-    distinct = duplicates["sure_distinct"].to_numpy(bool)
+    sure = duplicates["names_birth_home"].to_numpy(bool)
+    distinct = duplicates["numbers_disagree"].to_numpy(bool)
     fitted = {}
     for agency in sorted(set(duplicates["agency_l"])):
         mine = (duplicates["agency_l"] == agency).to_numpy()

@@ -133,8 +133,8 @@ def score_candidates(
             "identifier_agrees": identifier_tokens_equal(left, right, kept),
             "may_link": twin_guard(levels[keep]),
             "twin_like": twins[keep],
-            "sure_match": at_all(levels[keep], SURE_MATCH_LEVELS),
-            "sure_distinct": surely_distinct(levels[keep]),
+            "names_birth_home": at_all(levels[keep], SURE_MATCH_LEVELS),  # surely one child
+            "numbers_disagree": surely_distinct(levels[keep]),  # surely two children
         }
     )
     return ScoredPairs(

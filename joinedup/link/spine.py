@@ -16,14 +16,13 @@ own two records hold them, the model has already weighed that disagreement (a la
 Bayes factor) and the link still cleared the threshold on names, date of birth and address:
 the link is kept and listed in `identifier_conflicts.csv` for the agency to correct. A duplicate
 link (two records of one agency) is kept over its own two numbers only when its records agree on
-both names, the date of birth and the full home (`sure_match`; twins never do): an agency then
-registered one child twice, one number mistyped or not traced. Elsewhere the agency's two
-numbers say two children: look-alikes (one name and birthday at two addresses) are common in a
-large area, and the other agencies' records, which link to both through the names, cannot tell
-them from one child. A third number, or two numbers meeting only through other links, is always
-refused. Twins never reach
-this stage as a link: the twin guard drops forename-disagreeing pairs that agree on no
-identifier before clustering.
+both names, the date of birth and the full home (`names_birth_home`; twins never do): the
+agency then registered one child twice, one number mistyped or not traced. Elsewhere the
+agency's two numbers say two children: look-alikes (one name and birthday at two addresses) are
+common in a large area, and the other agencies' records, which link to both through the names,
+cannot tell them from one child. A third number, or two numbers meeting only through other
+links, is always refused. Twins never reach this stage as a link: the twin guard drops
+forename-disagreeing pairs that agree on no identifier before clustering.
 
 Stable ids (`assign_child_ids`). A persistent registry (settings.data_dir/spine/registry.parquet)
 holds the child_id last given to every record (agency, person_token) with the first and last
@@ -217,10 +216,10 @@ class ConstrainedUnionFind:
 
 def surely_one_child(links: pd.DataFrame) -> np.ndarray:
     """Per link, whether its records agree on both names, birth date and full home (the scored
-    pairs' `sure_match`; False where not known)."""
-    if "sure_match" not in links:
+    pairs' `names_birth_home`; False where not known)."""
+    if "names_birth_home" not in links:
         return np.zeros(len(links), dtype=bool)
-    return links["sure_match"].fillna(False).to_numpy(bool)
+    return links["names_birth_home"].fillna(False).to_numpy(bool)
 
 
 def cluster_records(

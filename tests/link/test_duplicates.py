@@ -183,7 +183,7 @@ def test_corroborated_adjusts_only_duplicate_pairs_and_shows_the_level() -> None
     )
     duplicates = duplicate_pairs(("h1", "h2", 2.0, False), ("h3", "h4", 20.0, True))
     pairs = pd.concat([cross, duplicates], ignore_index=True)
-    pairs = pairs.assign(sure_match=[False, False, True], sure_distinct=False)
+    pairs = pairs.assign(names_birth_home=[False, False, True], numbers_disagree=False)
     out, fitted = corroborated(pairs, links)
     assert out.columns.tolist() == pairs.columns.tolist()
     pd.testing.assert_frame_equal(out.iloc[:1], pairs.iloc[:1])

@@ -55,8 +55,8 @@ PAIR_COLUMNS = [
     "identifier_agrees",
     "may_link",
     "twin_like",
-    "sure_match",
-    "sure_distinct",
+    "names_birth_home",
+    "numbers_disagree",
 ]
 
 
