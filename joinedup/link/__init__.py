@@ -201,8 +201,9 @@ def link_sides(
     pairs = with_twin_guard_lifted(pairs, twin_guard_lifted(scored, sizes, settings))
     decisions = current_decisions(read_decisions(decisions_path(settings)))
     cross = (pairs["agency_l"] != pairs["agency_r"]).to_numpy()
-    pairs, corroboration = corroborated(pairs, chosen_links(pairs[cross], decisions, settings))
-    links = chosen_links(pairs, decisions, settings)
+    cross_links = chosen_links(pairs[cross], decisions, settings)
+    pairs, corroboration = corroborated(pairs, cross_links)
+    links = pd.concat([cross_links, chosen_links(pairs[~cross], decisions, settings)])
     within = links["agency_l"] == links["agency_r"]
     clusters = cluster_records(records, links[within], one_to_one_per_pair(links[~within]))
     child_ids, ids = assign_child_ids(
