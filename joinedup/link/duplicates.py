@@ -3,13 +3,14 @@
 1. **Twins, not random pairs, are the alternative at one birth and home.** The model weighs a
    pair against a random pair of records. Two records that share a surname, a date of birth and
    a home are, when not one child, almost always twins, and against twins that agreement is no
-   evidence at all. Among those pairs the question is how the forenames compare: twins'
-   forenames can be close (ALEXANDER and ALEXANDRA, ISABEL and ISABELLA), a duplicate's only by
-   a nickname or a keying error. `fit_twin_alternative` counts the pairs at one birth and home,
-   takes the duplicates the model expects among them, and learns how twins' forenames compare
-   from the pairs whose NHS numbers or UPNs disagree (surely two children) and whose forenames
-   are not one name (twins are given two: what puts such a pair there is one child's mistyped
-   number). `with_twin_alternative` combines both alternatives:
+   evidence at all. Among those pairs the question is how the forenames and sexes compare:
+   twins' forenames can be close (ALEXANDER and ALEXANDRA, ISABEL and ISABELLA), a duplicate's
+   only by a nickname or a keying error, and half of all twins are of the other sex.
+   `fit_twin_alternative` counts the pairs at one birth and home, takes the duplicates the model
+   expects among them, and learns how twins' forenames and sexes compare from the pairs whose
+   NHS numbers or UPNs disagree (surely two children) and whose forenames are not one name
+   (twins are given two: what puts such a pair there is one child's mistyped number).
+   `with_twin_alternative` combines both alternatives:
    odds = 1 / (1 / odds against a random pair + 1 / odds against twins).
 
 2. **The other agencies' records corroborate or split the pair.** A child's record in another
@@ -50,9 +51,9 @@ from joinedup.link.model import (
     surely_distinct,
 )
 
-# The comparisons that tell one child from twins at one birth and home. Not sex: its m from the
-# cross-agency EM counts twins' sexes too (m(disagree) about 0.33), and it says nothing here.
-TWIN_EVIDENCE = ("forename",)
+# The comparisons that tell one child from twins at one birth and home: forename, and sex (seen
+# only where forenames differ; half of all twins are of the other sex, one child never is).
+TWIN_EVIDENCE = ("forename", "sex")
 SAME_NAME = ("exact", "alt")  # forename levels never seen in twins
 CORROBORATION_LEVELS = ("none", "shared", "split", "mixed", "number")
 
@@ -134,8 +135,8 @@ def twin_level_shares(seen: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 def weight_against_twins(levels: np.ndarray, model: FSModel, twins: TwinAlternative) -> np.ndarray:
     """log2 odds of one child against twins: the prior odds at one birth and home, how the
-    forenames compare, and the NHS number and UPN weighed as in the model (twins' numbers are as
-    unlike as any two children's)."""
+    forenames and sexes compare (TWIN_EVIDENCE), and the NHS number and UPN weighed as in the
+    model (twins' numbers are as unlike as any two children's)."""
     weight = np.full(len(levels), twins.log2_odds)
     for name, factors in zip(TWIN_EVIDENCE, twins.factors, strict=True):
         weight += factors[levels[:, COMPARISON_NAMES.index(name)]]

@@ -98,6 +98,33 @@ def test_a_close_forename_at_one_birth_and_home_no_longer_outweighs_the_twins() 
     assert np.isclose(combined[0], -np.logaddexp2(-20.0, -against_twins))
 
 
+def test_a_sex_that_differs_at_one_birth_and_home_says_twins() -> None:
+    """Half of all twins are of the other sex; one child recorded twice is not (m of a sex
+    disagreement 0.1 / 1 here, against 0.5 among twins). So of two pairs at one birth and home
+    with Dice 0.5 forenames, the one whose sexes differ weighs log2((0.1 / 1) / 0.5) less
+    against twins, and the one whose sexes agree log2(0.9 / 0.5) more."""
+    levels = np.vstack(
+        [
+            rows(250, forename="disagree", sex="agree", nhs="disagree", **AT_HOME),
+            rows(250, forename="disagree", sex="disagree", nhs="disagree", **AT_HOME),
+            rows(100, forename="exact", **AT_HOME),
+        ]
+    )
+    model = duplicate_model(expected=100 / AT_HOME_SHARE)
+    twins = fit_twin_alternative(levels, model)
+    sex = twins.factors[1]
+    assert np.isclose(sex[level_code("sex", "agree")], np.log2(0.9 / ((250 + 0.5) / 501)))
+    assert np.isclose(sex[level_code("sex", "disagree")], np.log2(0.1 / ((250 + 0.5) / 501)))
+    pairs = np.vstack(
+        [
+            rows(1, forename="dice50", sex="agree", **AT_HOME),
+            rows(1, forename="dice50", sex="disagree", **AT_HOME),
+        ]
+    )
+    combined = with_twin_alternative(np.array([20.0, 20.0]), pairs, model, twins)
+    assert combined[1] < combined[0] - 2
+
+
 # ----------------------------------------------------------------------------------------------
 # Corroboration by the other agencies
 # ----------------------------------------------------------------------------------------------
