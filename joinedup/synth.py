@@ -387,6 +387,22 @@ DUPLICATE_HEADER_EXTRACT = "health_referrals"
 PROTECTED_ROWS = {"education_sen2": ("assessment_outcome", "I")}  # extract -> (column, value)
 STANDING_PLAN_YEARS = 10  # a standing EHC plan started at most this long before the period
 
+# Surnames: the British weights in data/surnames.csv are people per 100,000 in England and
+# Wales (Smith 1,260: 1.2-1.4% in the registers since 1853, surnamestudies.org.uk) and the 365
+# names hold 40.4% of people. The other 59.6% carry rarer names: rare_surnames() adds them,
+# spliced from the listed ones, with shares falling by rank at the exponent of Britain's surname
+# profile (GB surname profiler: Robinson 3,523 per million at rank 15, Burton 942 at 128,
+# Strain 22 at 5,799: an exponent of 1.08).
+# Without them Smith was 3.1% of British surnames and children sharing a name and birthday were
+# six times as common as they are. The other groups' weights are relative: their lists stand for
+# the whole group, which keeps their names commoner than in life.
+PER_HEAD_SURNAME_GROUP = "british"
+PER_HEAD = 100_000
+SURNAME_ZIPF_EXPONENT = 1.08
+SPLICED_END = 4  # letters at least in the borrowed end of a made-up surname
+SPLICE_ORDER_SEED = 20240  # the made-up names and their ranks are the same for every --seed
+
+
 # Names: the name groups (data/forenames.csv, data/surnames.csv) each ethnicity draws from,
 # (forename groups, surname groups) with weights.
 BRITISH = {"british": 1.0}
@@ -582,8 +598,72 @@ def forename_table() -> NameTable:
 
 @cache
 def surname_table() -> NameTable:
-    """Name group -> surnames and their frequencies."""
-    return _weighted_table(_read_csv("surnames.csv"), lambda r: r["group"], "surname")
+    """Name group -> surnames and their frequencies (the British list with its rare tail)."""
+    rows = _read_csv("surnames.csv")
+    table = _weighted_table(rows, lambda r: r["group"], "surname")
+    british = [r for r in rows if r["group"] == PER_HEAD_SURNAME_GROUP]
+    names = np.array([r["surname"] for r in british], dtype=object)
+    shares = np.array([float(r["weight"]) for r in british]) / PER_HEAD
+    rare, rare_shares = rare_surnames(names, shares, exclude={r["surname"] for r in rows})
+    table[PER_HEAD_SURNAME_GROUP] = (
+        np.concatenate([names, rare]),
+        np.concatenate([shares, rare_shares]),
+    )
+    return table
+
+
+def rare_surnames(
+    names: np.ndarray, shares: np.ndarray, exclude: set[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Surnames of the people a list of per-head shares leaves out, and their shares (Zipf).
+
+    The commonest is as common as the rarest listed single name, and there are as many as it
+    takes to hold the rest of the people at that exponent (about 16,000 for the British list).
+    """
+    single = np.array([str(n).isalpha() for n in names])
+    left = 1.0 - float(shares.sum())
+    made_up = spliced_surnames(names[single].tolist(), exclude)
+    ranks = np.arange(len(names) + 1, len(names) + 1 + len(made_up), dtype=float)
+    shape = ranks**-SURNAME_ZIPF_EXPONENT
+    commonest = left * shape[0] / np.cumsum(shape)  # the first share, by how many there are
+    count = min(len(made_up), int(np.searchsorted(-commonest, -shares[single].min())) + 1)
+    return np.array(made_up[:count], dtype=object), shape[:count] * left / shape[:count].sum()
+
+
+def spliced_surnames(names: Sequence[str], exclude: set[str]) -> list[str]:
+    """Made-up surnames, the start of one name and the end of another, in a fixed random order.
+
+    A name splits after its first vowels (Smi|th, Wi|lliams), so Smi + lliams = Smilliams. Ends
+    of four letters or more and names of six or more keep English words out (Fi + le, Whi + ch).
+    """
+    parts = [split_after_first_vowels(n) for n in sorted(names)]
+    starts = sorted({start for start, _ in parts})
+    ends = sorted({end for _, end in parts if len(end) >= SPLICED_END and end.islower()})
+    made_up = sorted(
+        {
+            start + end
+            for start in starts
+            for end in ends
+            if 6 <= len(start + end) <= 12 and not has_triple_letter(start + end)
+        }
+        - exclude
+    )
+    order = np.random.default_rng(SPLICE_ORDER_SEED).permutation(len(made_up))
+    return [made_up[i] for i in order]
+
+
+def has_triple_letter(name: str) -> bool:
+    return any(a == b == c for a, b, c in zip(name, name[1:], name[2:], strict=False))
+
+
+def split_after_first_vowels(name: str) -> tuple[str, str]:
+    """'Smith' -> ('Smi', 'th'): the name up to and including its first run of vowels."""
+    vowel = [c.lower() in "aeiouy" for c in name]
+    first = vowel.index(True) if True in vowel else len(name)
+    last = first
+    while last < len(name) and vowel[last]:
+        last += 1
+    return name[:last], name[last:]
 
 
 @cache

@@ -592,6 +592,44 @@ def test_nickname_noise_uses_a_nickname_of_the_true_forename(full):
     ).all()
 
 
+def test_british_surnames_keep_their_per_head_shares_and_a_rare_tail():
+    """Smith is 1.26% of British surnames, not 3.1% of a list taken for everyone.
+
+    The 365 listed names hold 40.4% of people; the rest carry rarer, made-up names whose
+    shares continue the list's and fall by rank, so two children share a surname about as
+    often as in England (sum of squared shares near 0.001, not 0.0056).
+    """
+    names, shares = synth.surname_table()[synth.PER_HEAD_SURNAME_GROUP]
+    listed = {
+        r["surname"]
+        for r in csv.DictReader((synth.DATA_DIR / "surnames.csv").open(encoding="utf-8"))
+    }
+    share = dict(zip(names, shares, strict=True))
+    assert share["Smith"] == pytest.approx(0.0126)
+    assert shares.sum() == pytest.approx(1.0)
+    rare = [n for n in names if n not in listed]
+    rare_shares = np.array([share[n] for n in rare])
+    assert len(rare) == len(set(rare)) > 5_000
+    assert rare_shares.sum() == pytest.approx(1 - 0.40362)
+    assert rare_shares.max() <= min(share[n] for n in names if n in listed and n.isalpha())
+    assert (np.diff(rare_shares) <= 0).all()
+    assert all(n.isalpha() and n[0].isupper() and n[1:].islower() for n in rare if "Mc" not in n)
+    assert 0.0008 < (shares**2).sum() < 0.0012
+    for other_group in ("indian", "chinese", "muslim_south_asian"):
+        assert synth.surname_table()[other_group][0].tolist() == [
+            r["surname"]
+            for r in csv.DictReader((synth.DATA_DIR / "surnames.csv").open(encoding="utf-8"))
+            if r["group"] == other_group
+        ]
+
+
+def test_a_name_splits_after_its_first_vowels():
+    assert synth.split_after_first_vowels("Smith") == ("Smi", "th")
+    assert synth.split_after_first_vowels("Evans") == ("E", "vans")
+    assert synth.split_after_first_vowels("Yeates") == ("Yea", "tes")
+    assert synth.split_after_first_vowels("Brrr") == ("Brrr", "")
+
+
 def test_twins_exist_and_share_surname_dob_and_postcode_but_not_forename(full):
     children = _truth(full[0], "children").set_index("true_id")
     twins = children[children["twin_of"].notna()]
