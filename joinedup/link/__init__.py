@@ -329,6 +329,7 @@ def empty_pairs() -> pd.DataFrame:
             "may_link": pd.Series(dtype=bool),
             "twin_like": pd.Series(dtype=bool),
             "names_birth_home": pd.Series(dtype=bool),
+            "one_child": pd.Series(dtype=bool),
             "numbers_disagree": pd.Series(dtype=bool),
         }
     )

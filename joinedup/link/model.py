@@ -483,6 +483,26 @@ def same_birth_and_home(levels: np.ndarray) -> np.ndarray:
     return np.logical_and.reduce([at_levels(levels, name, named) for name, named in BIRTH_AND_HOME])
 
 
+# Levels at which two records of one agency are one child even over two numbers: one forename,
+# birth date and home (twins differ in forename; look-alikes live apart), a surname the same or
+# close (a double-barrelled name, a keying error), the address agreeing or missing on a side.
+ONE_CHILD_AT_HOME = (
+    ("forename", ("exact",)),
+    ("surname", TWIN_SURNAME_LEVELS),
+    ("dob", ("exact",)),
+    ("residence", ("postcode_address", "postcode")),
+)
+
+
+def records_say_one_child(levels: np.ndarray) -> np.ndarray:
+    """True where the two records themselves say one child whatever else disagrees: a number
+    agrees or is a keying error of the other, or forename, birth date and home agree."""
+    at_home = np.logical_and.reduce(
+        [at_levels(levels, name, named) for name, named in ONE_CHILD_AT_HOME]
+    )
+    return identifier_near_agreement(levels) | at_home
+
+
 def twin_like(levels: np.ndarray) -> np.ndarray:
     """True for pairs the twin guard stops that look like twins: surname, full date of birth and
     home agree, no NHS number or UPN near agreement, and forenames disagree (or are only

@@ -30,6 +30,7 @@ from joinedup.link.model import (
     fit_prior,
     match_probability_from_weight,
     pooled_m,
+    records_say_one_child,
     score_pairs,
     session_pairs,
     surely_distinct,
@@ -134,6 +135,7 @@ def score_candidates(
             "may_link": twin_guard(levels[keep]),
             "twin_like": twins[keep],
             "names_birth_home": at_all(levels[keep], SURE_MATCH_LEVELS),  # surely one child
+            "one_child": records_say_one_child(levels[keep]),  # even over two numbers
             "numbers_disagree": surely_distinct(levels[keep]),  # surely two children
         }
     )

@@ -15,14 +15,15 @@ record can carry another child's valid number. When each side holds one number a
 own two records hold them, the model has already weighed that disagreement (a large negative
 Bayes factor) and the link still cleared the threshold on names, date of birth and address:
 the link is kept and listed in `identifier_conflicts.csv` for the agency to correct. A duplicate
-link (two records of one agency) is kept over its own two numbers only when its records agree on
-both names, the date of birth and the full home (`names_birth_home`; twins never do): the
-agency then registered one child twice, one number mistyped or not traced. Elsewhere the
-agency's two numbers say two children: look-alikes (one name and birthday at two addresses) are
-common in a large area, and the other agencies' records, which link to both through the names,
-cannot tell them from one child. A third number, or two numbers meeting only through other
-links, is always refused. Twins never reach this stage as a link: the twin guard drops
-forename-disagreeing pairs that agree on no identifier before clustering.
+link (two records of one agency) is kept over its own two numbers only where its records say
+one child whatever else disagrees (`one_child`, `model.records_say_one_child`): the other number
+agrees or is a keying error of it, or forename, date of birth and home agree (twins differ in
+forename). The agency then registered one child twice, one number mistyped or not traced.
+Elsewhere the agency's two numbers say two children: look-alikes (one name and birthday at two
+addresses) are common in a large area, and the other agencies' records, which link to both
+through the names, cannot tell them from one child. A third number, or two numbers meeting only
+through other links, is always refused. Twins never reach this stage as a link: the twin guard
+drops forename-disagreeing pairs that agree on no identifier before clustering.
 
 Stable ids (`assign_child_ids`). A persistent registry (settings.data_dir/spine/registry.parquet)
 holds the child_id last given to every record (agency, person_token) with the first and last
@@ -162,7 +163,7 @@ class ConstrainedUnionFind:
     ) -> tuple[str | None, str | None]:
         """(why roots a and b may not join or None, the identifier conflict a join keeps or
         None). same_person: the link is a duplicate link, which makes two agency persons one;
-        surely_one: its records agree on both names, the date of birth and the full home."""
+        surely_one: its own records say one child (`surely_one_child`)."""
         kept = None
         for name, refusal in (("nhs", NHS_CONFLICT), ("upn", UPN_CONFLICT)):
             found = self.identifier_conflict(name, a, b, left, right)
@@ -215,11 +216,11 @@ class ConstrainedUnionFind:
 
 
 def surely_one_child(links: pd.DataFrame) -> np.ndarray:
-    """Per link, whether its records agree on both names, birth date and full home (the scored
-    pairs' `names_birth_home`; False where not known)."""
-    if "names_birth_home" not in links:
+    """Per link, whether its own records say one child (the scored pairs' `one_child`; False
+    where not known)."""
+    if "one_child" not in links:
         return np.zeros(len(links), dtype=bool)
-    return links["names_birth_home"].fillna(False).to_numpy(bool)
+    return links["one_child"].fillna(False).to_numpy(bool)
 
 
 def cluster_records(

@@ -23,6 +23,7 @@ from joinedup.link.model import (
     initial_m,
     level_frequencies,
     pooled_m,
+    records_say_one_child,
     run_em,
     sure_match_recall,
     sure_matches,
@@ -147,6 +148,32 @@ def test_twin_guard_asks_close_forenames_of_pairs_born_together_at_one_home() ->
         pattern(**TWINS | {"forename": "dice50", "dob": "year"}, nhs="disagree")
     ).all()
     assert not twin_guard(pattern(**TWINS | {"dob": "year"})).any()
+
+
+def test_records_say_one_child_by_a_close_number_or_one_forename_birth_and_home() -> None:
+    """Two records of one agency with two numbers are one child where the other number agrees
+    or is a keying error, or where forename, birth date and home agree (a surname recorded
+    double-barrelled, an address missing on one side). Twins differ in forename; look-alikes
+    live apart."""
+    two_nhs = {"nhs": "disagree"}
+    one_child = [
+        pattern(**two_nhs, upn="agree", **TWINS | {"forename": "dice50"}),
+        pattern(**two_nhs, upn="transposed"),
+        pattern(**two_nhs, **SURE),
+        pattern(**two_nhs, **SURE | {"surname": "dice50"}),
+        pattern(**two_nhs, **SURE | {"residence": "postcode"}),
+    ]
+    two_children = [
+        pattern(**two_nhs, **TWINS),
+        pattern(**two_nhs, **TWINS | {"forename": "dice90"}),
+        pattern(**two_nhs, **SURE | {"residence": "address"}),  # one address, another postcode
+        pattern(**two_nhs, **SURE | {"residence": "postcode_other_address"}),
+        pattern(**two_nhs, **SURE | {"dob": "year_month"}),
+        pattern(**two_nhs, **SURE | {"surname": "disagree"}),
+        pattern(**two_nhs, upn="disagree", **SURE | {"residence": "district"}),
+    ]
+    assert records_say_one_child(np.vstack(one_child)).all()
+    assert not records_say_one_child(np.vstack(two_children)).any()
 
 
 def test_twin_like_pairs_share_surname_dob_and_home_with_other_forenames_and_numbers() -> None:

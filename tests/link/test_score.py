@@ -56,6 +56,7 @@ PAIR_COLUMNS = [
     "may_link",
     "twin_like",
     "names_birth_home",
+    "one_child",
     "numbers_disagree",
 ]
 

@@ -144,11 +144,12 @@ def test_without_a_duplicate_link_two_records_of_one_agency_stay_apart() -> None
     assert child["e1"] == child["h1"] != child["h2"]
 
 
-def test_duplicate_link_over_its_own_two_numbers_is_kept_where_names_birth_and_home_agree() -> None:
-    """An agency registered one child twice, one number mistyped or not traced: same names,
-    birth date and full home (twins never have). The link stands and the agency is told."""
+def test_duplicate_link_over_its_own_two_numbers_is_kept_where_its_records_say_one_child() -> None:
+    """An agency registered one child twice, one number mistyped or not traced: the records
+    agree on the other number, or on forename, birth date and home (twins never do). The link
+    stands and the agency is told."""
     people = records(("health", "h1", "nhsA", None), ("health", "h2", "nhsB", None))
-    duplicate = links(("health", "h1", "health", "h2", 16.0)).assign(names_birth_home=True)
+    duplicate = links(("health", "h1", "health", "h2", 16.0)).assign(one_child=True)
     clustered = cluster_records(people, duplicate, NO_LINKS)
     child = children(clustered)
     assert child["h1"] == child["h2"]
@@ -159,7 +160,7 @@ def test_duplicate_link_over_its_own_two_numbers_is_kept_where_names_birth_and_h
 def test_duplicate_link_over_two_nhs_numbers_at_two_addresses_is_refused() -> None:
     """Elsewhere an agency's two numbers say two children: look-alikes at two addresses."""
     people = records(("health", "h1", "nhsA", None), ("health", "h2", "nhsB", None))
-    duplicate = links(("health", "h1", "health", "h2", 12.0)).assign(names_birth_home=False)
+    duplicate = links(("health", "h1", "health", "h2", 12.0)).assign(one_child=False)
     clustered = cluster_records(people, duplicate, NO_LINKS)
     child = children(clustered)
     assert child["h1"] != child["h2"]
@@ -171,7 +172,7 @@ def test_a_third_number_never_joins_duplicates_that_kept_two() -> None:
         ("care", "c1", None, "upnA"), ("care", "c2", None, "upnB"), ("care", "c3", None, "upnC")
     )
     duplicates = links(("care", "c1", "care", "c2", 20.0), ("care", "c2", "care", "c3", 15.0))
-    duplicates = duplicates.assign(names_birth_home=True)
+    duplicates = duplicates.assign(one_child=True)
     clustered = cluster_records(people, duplicates, NO_LINKS)
     child = children(clustered)
     assert child["c1"] == child["c2"] != child["c3"]
