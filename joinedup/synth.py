@@ -896,9 +896,12 @@ def household_addresses(
 def unique_forenames_in_household(
     rng: np.random.Generator, frame: pd.DataFrame, forenames: np.ndarray
 ) -> np.ndarray:
-    """Redraw forenames repeated within a household (twins and siblings have different names)."""
+    """Redraw forenames repeated within a household: twins and siblings have different names,
+    not one name and its short form or variant (Alfie and Alfred, Sophie and Sophia)."""
+    canonical = nickname_table()
     for _ in range(50):
-        repeated = pd.DataFrame({"h": frame["household"], "f": forenames}).duplicated().to_numpy()
+        names = [canonical.get(f.upper(), f.upper()) for f in forenames]
+        repeated = pd.DataFrame({"h": frame["household"], "f": names}).duplicated().to_numpy()
         if not repeated.any():
             break
         where = np.flatnonzero(repeated)

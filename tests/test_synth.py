@@ -641,6 +641,15 @@ def test_twins_exist_and_share_surname_dob_and_postcode_but_not_forename(full):
     assert (partner["forename"].to_numpy() != twins["forename"].to_numpy()).all()
 
 
+def test_no_two_children_of_a_household_share_a_name_or_its_short_form(full):
+    """Parents give twins and siblings two names, not Alfie and Alfred or Sophie and Sophia."""
+    children = _truth(full[0], "children")
+    canonical = children["forename"].str.upper().map(lambda f: nickname_table().get(f, f))
+    named = pd.DataFrame({"household": children["household_id"], "name": canonical})
+    assert children["household_id"].duplicated().sum() > 1_000
+    assert not named.duplicated().any()
+
+
 def test_children_issued_a_plan_have_an_ehc_plan_on_the_census(full):
     root, _ = full
     census = _with_truth(root, "education_census")
