@@ -23,8 +23,10 @@
    same number, so they are no further evidence (weight 0). The Bayes factors of the other
    levels are learned from the agency's own scored pairs without labels (`fit_corroboration`):
    m from the pairs that are surely duplicates by names, birth date and home, u from those whose
-   numbers disagree (surely two children, and mostly look-alikes: the scored pairs are those the
-   model found alike). EM over all scored pairs, with each pair's model weight as its prior, was
+   numbers disagree and whose records do not otherwise say one child (`model.surely_distinct`:
+   surely two children, and mostly look-alikes, as the scored pairs are those the model found
+   alike; one child registered twice under a mistyped number, with one forename, birth date and
+   home, is left out). EM over all scored pairs, with each pair's model weight as its prior, was
    tried first: at 1M records per agency it put 'shared' at +7 to +15 bits, while among
    look-alikes with no number to tell them apart it is worth +2 to +3 (a child with no record of
    its own in the other agency links there to its namesake's). They are added to the weight and
@@ -257,7 +259,7 @@ def corroborated(
     corroboration of each agency. Cross-agency pairs are returned as they are.
 
     pairs: the scored pairs with `names_birth_home` (names, birth date and home agree) and
-    `numbers_disagree` (the numbers disagree) flags."""
+    `numbers_disagree` (surely two children, `model.surely_distinct`) flags."""
     within = (pairs["agency_l"] == pairs["agency_r"]).to_numpy()
     duplicates = pairs[within]
     levels = corroboration_levels(duplicates, strongest_links(links))

@@ -448,8 +448,10 @@ def identifier_agreement(levels: np.ndarray) -> np.ndarray:
 
 
 def surely_distinct(levels: np.ndarray) -> np.ndarray:
-    """Pairs whose NHS number or UPN disagrees with neither agreeing nor close: two children."""
-    return identifier_at(levels, ("disagree",)) & ~identifier_near_agreement(levels)
+    """Pairs whose NHS number or UPN disagrees and whose records do not otherwise say one child
+    (no number agrees or is close; not one forename, birth date and home): two children. One
+    child registered twice under a mistyped number is not, though its numbers disagree."""
+    return identifier_at(levels, ("disagree",)) & ~records_say_one_child(levels)
 
 
 def identifier_near_agreement(levels: np.ndarray) -> np.ndarray:
