@@ -393,9 +393,10 @@ STANDING_PLAN_YEARS = 10  # a standing EHC plan started at most this long before
 # spliced from the listed ones, with shares falling by rank at the exponent of Britain's surname
 # profile (GB surname profiler: Robinson 3,523 per million at rank 15, Burton 942 at 128,
 # Strain 22 at 5,799: an exponent of 1.08).
-# Without them Smith was 3.1% of British surnames and children sharing a name and birthday were
-# six times as common as they are. The other groups' weights are relative: their lists stand for
-# the whole group, which keeps their names commoner than in life.
+# Without them Smith was 3.1% of British surnames and two British children shared a surname 5.6
+# times as often as in England (sum of squared shares 0.0056, not 0.0010). The other groups'
+# weights are relative: their lists stand for the whole group, which keeps their names commoner
+# than in life.
 PER_HEAD_SURNAME_GROUP = "british"
 PER_HEAD = 100_000
 SURNAME_ZIPF_EXPONENT = 1.08
@@ -618,7 +619,7 @@ def rare_surnames(
     """Surnames of the people a list of per-head shares leaves out, and their shares (Zipf).
 
     The commonest is as common as the rarest listed single name, and there are as many as it
-    takes to hold the rest of the people at that exponent (about 16,000 for the British list).
+    takes to hold the rest of the people at that exponent (about 10,400 for the British list).
     """
     single = np.array([str(n).isalpha() for n in names])
     left = 1.0 - float(shares.sum())
