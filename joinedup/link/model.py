@@ -480,9 +480,14 @@ BIRTH_AND_HOME = (
 )
 
 
+def at_each(levels: np.ndarray, named: Sequence[tuple[str, Sequence[str]]]) -> np.ndarray:
+    """True where every named comparison is at one of its named levels."""
+    return np.logical_and.reduce([at_levels(levels, name, among) for name, among in named])
+
+
 def same_birth_and_home(levels: np.ndarray) -> np.ndarray:
     """True where surname, full date of birth and home agree, as they do for twins."""
-    return np.logical_and.reduce([at_levels(levels, name, named) for name, named in BIRTH_AND_HOME])
+    return at_each(levels, BIRTH_AND_HOME)
 
 
 # Levels at which two records of one agency are one child even over two numbers: one forename,
@@ -499,10 +504,7 @@ ONE_CHILD_AT_HOME = (
 def records_say_one_child(levels: np.ndarray) -> np.ndarray:
     """True where the two records themselves say one child whatever else disagrees: a number
     agrees or is a keying error of the other, or forename, birth date and home agree."""
-    at_home = np.logical_and.reduce(
-        [at_levels(levels, name, named) for name, named in ONE_CHILD_AT_HOME]
-    )
-    return identifier_near_agreement(levels) | at_home
+    return identifier_near_agreement(levels) | at_each(levels, ONE_CHILD_AT_HOME)
 
 
 def twin_like(levels: np.ndarray) -> np.ndarray:
