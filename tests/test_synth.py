@@ -599,11 +599,10 @@ def test_british_surnames_keep_their_per_head_shares_and_a_rare_tail():
     shares continue the list's and fall by rank, so two children share a surname about as
     often as in England (sum of squared shares near 0.001, not 0.0056).
     """
+    with (synth.DATA_DIR / "surnames.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
     names, shares = synth.surname_table()[synth.PER_HEAD_SURNAME_GROUP]
-    listed = {
-        r["surname"]
-        for r in csv.DictReader((synth.DATA_DIR / "surnames.csv").open(encoding="utf-8"))
-    }
+    listed = {r["surname"] for r in rows}
     share = dict(zip(names, shares, strict=True))
     assert share["Smith"] == pytest.approx(0.0126)
     assert shares.sum() == pytest.approx(1.0)
@@ -617,9 +616,7 @@ def test_british_surnames_keep_their_per_head_shares_and_a_rare_tail():
     assert 0.0008 < (shares**2).sum() < 0.0012
     for other_group in ("indian", "chinese", "muslim_south_asian"):
         assert synth.surname_table()[other_group][0].tolist() == [
-            r["surname"]
-            for r in csv.DictReader((synth.DATA_DIR / "surnames.csv").open(encoding="utf-8"))
-            if r["group"] == other_group
+            r["surname"] for r in rows if r["group"] == other_group
         ]
 
 
