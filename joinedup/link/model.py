@@ -201,9 +201,14 @@ def at_levels(levels: np.ndarray, comparison: str, names: Sequence[str]) -> np.n
 
 def at_all(levels: np.ndarray, agree_on: Sequence[tuple[str, str]]) -> np.ndarray:
     """True for pairs at every (comparison, level) given."""
+    return at_each(levels, [(comparison, (level,)) for comparison, level in agree_on])
+
+
+def at_each(levels: np.ndarray, named: Sequence[tuple[str, Sequence[str]]]) -> np.ndarray:
+    """True where every named comparison is at one of its named levels (all pairs if none)."""
     mask = np.ones(len(levels), dtype=bool)
-    for comparison, level in agree_on:
-        mask &= at_levels(levels, comparison, (level,))
+    for name, among in named:
+        mask &= at_levels(levels, name, among)
     return mask
 
 
@@ -478,11 +483,6 @@ BIRTH_AND_HOME = (
     ("dob", ("exact",)),
     ("residence", TWIN_RESIDENCE_LEVELS),
 )
-
-
-def at_each(levels: np.ndarray, named: Sequence[tuple[str, Sequence[str]]]) -> np.ndarray:
-    """True where every named comparison is at one of its named levels."""
-    return np.logical_and.reduce([at_levels(levels, name, among) for name, among in named])
 
 
 def same_birth_and_home(levels: np.ndarray) -> np.ndarray:
