@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from joinedup.link.compare import COMPARISON_NAMES, COMPARISONS, level_code
+from joinedup.link.compare import COMPARISONS, level_code
 from joinedup.link.duplicates import (
     CORROBORATION_LEVELS,
     corroborated,
@@ -17,20 +17,13 @@ from joinedup.link.duplicates import (
     with_twin_alternative,
 )
 from joinedup.link.model import FSModel
+from tests.link.levels import pairs_at
 
 # ----------------------------------------------------------------------------------------------
 # Twins as the alternative
 # ----------------------------------------------------------------------------------------------
 
 AT_HOME = {"surname": "exact", "dob": "exact", "residence": "postcode_address"}
-
-
-def rows(count: int, **levels: str) -> np.ndarray:
-    """count pairs at the given levels, 'missing' elsewhere."""
-    row = np.zeros(len(COMPARISONS), dtype=np.int8)
-    for name, level in levels.items():
-        row[COMPARISON_NAMES.index(name)] = level_code(name, level)
-    return np.repeat(row[None, :], count, axis=0)
 
 
 def duplicate_model(expected: float) -> FSModel:
@@ -54,9 +47,9 @@ def twins_and_duplicates() -> np.ndarray:
     names, 10% close, Dice 0.5) and 100 duplicates at home, without numbers."""
     return np.vstack(
         [
-            rows(450, forename="disagree", nhs="disagree", **AT_HOME),
-            rows(50, forename="dice50", nhs="disagree", **AT_HOME),
-            rows(100, forename="exact", **AT_HOME),
+            pairs_at(450, forename="disagree", nhs="disagree", **AT_HOME),
+            pairs_at(50, forename="dice50", nhs="disagree", **AT_HOME),
+            pairs_at(100, forename="exact", **AT_HOME),
         ]
     )
 
@@ -85,9 +78,9 @@ def test_a_close_forename_at_one_birth_and_home_no_longer_outweighs_the_twins() 
     twins = fit_twin_alternative(levels, model)
     pairs = np.vstack(
         [
-            rows(1, forename="dice50", **AT_HOME),
-            rows(1, forename="exact", **AT_HOME),
-            rows(1, forename="dice50", surname="exact", dob="exact", residence="disagree"),
+            pairs_at(1, forename="dice50", **AT_HOME),
+            pairs_at(1, forename="exact", **AT_HOME),
+            pairs_at(1, forename="dice50", surname="exact", dob="exact", residence="disagree"),
         ]
     )
     weight = np.array([20.0, 25.0, 5.0])
@@ -105,9 +98,9 @@ def test_a_sex_that_differs_at_one_birth_and_home_says_twins() -> None:
     against twins, and the one whose sexes agree log2(0.9 / 0.5) more."""
     levels = np.vstack(
         [
-            rows(250, forename="disagree", sex="agree", nhs="disagree", **AT_HOME),
-            rows(250, forename="disagree", sex="disagree", nhs="disagree", **AT_HOME),
-            rows(100, forename="exact", **AT_HOME),
+            pairs_at(250, forename="disagree", sex="agree", nhs="disagree", **AT_HOME),
+            pairs_at(250, forename="disagree", sex="disagree", nhs="disagree", **AT_HOME),
+            pairs_at(100, forename="exact", **AT_HOME),
         ]
     )
     model = duplicate_model(expected=100 / AT_HOME_SHARE)
@@ -117,8 +110,8 @@ def test_a_sex_that_differs_at_one_birth_and_home_says_twins() -> None:
     assert np.isclose(sex[level_code("sex", "disagree")], np.log2(0.1 / ((250 + 0.5) / 501)))
     pairs = np.vstack(
         [
-            rows(1, forename="dice50", sex="agree", **AT_HOME),
-            rows(1, forename="dice50", sex="disagree", **AT_HOME),
+            pairs_at(1, forename="dice50", sex="agree", **AT_HOME),
+            pairs_at(1, forename="dice50", sex="disagree", **AT_HOME),
         ]
     )
     combined = with_twin_alternative(np.array([20.0, 20.0]), pairs, model, twins)

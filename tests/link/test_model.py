@@ -34,6 +34,7 @@ from joinedup.link.model import (
     u_without_matches,
     value_shares,
 )
+from tests.link.levels import pairs_at
 
 
 def test_em_over_counted_patterns_equals_em_over_every_pair() -> None:
@@ -77,14 +78,6 @@ def test_pooled_m_ignores_a_model_that_never_saw_a_comparison() -> None:
     np.testing.assert_allclose(pooled[1], (5 * 0.2 + 0.9) / 6)
 
 
-def pattern(**levels: str) -> np.ndarray:
-    """One pair's level codes: the given levels, 'missing' elsewhere."""
-    row = np.zeros((1, len(COMPARISONS)), dtype=np.int8)
-    for name, level in levels.items():
-        row[0, COMPARISON_NAMES.index(name)] = level_code(name, level)
-    return row
-
-
 TWINS = {
     "forename": "disagree",
     "surname": "exact",
@@ -105,8 +98,8 @@ def test_fit_prior_keeps_m_and_u_and_counts_only_sure_matches() -> None:
     m = tuple(np.array([0.0, 0.9, *np.full(len(c.levels) - 2, 0.1 / (len(c.levels) - 2))])
               for c in COMPARISONS)  # fmt: skip
     u = tuple(np.full(len(c.levels), 1.0 / len(c.levels)) for c in COMPARISONS)
-    siblings = np.repeat(pattern(**SIBLINGS, upn="disagree"), 5_000, axis=0)
-    sure = np.repeat(pattern(upn="agree", **SURE), 30, axis=0)
+    siblings = pairs_at(5_000, **SIBLINGS, upn="disagree")
+    sure = pairs_at(30, upn="agree", **SURE)
     model = fit_prior(np.vstack([siblings, sure]), m, u, record_pairs=100_000)
     upn_observed = 1.0  # every pair has a UPN on both sides; no NHS numbers
     recall = 1 - (1 - upn_observed * 0.9) * (1 - 0.9**4)
@@ -118,8 +111,8 @@ def test_fit_prior_keeps_m_and_u_and_counts_only_sure_matches() -> None:
 
 def test_sure_matches_agree_on_a_number_or_on_names_birth_and_home() -> None:
     rows = np.vstack(
-        [pattern(nhs="agree"), pattern(upn="agree", **TWINS), pattern(**SURE), pattern(**TWINS),
-         pattern(**SURE | {"residence": "postcode"}), pattern(upn="one_character")]
+        [pairs_at(nhs="agree"), pairs_at(upn="agree", **TWINS), pairs_at(**SURE), pairs_at(**TWINS),
+         pairs_at(**SURE | {"residence": "postcode"}), pairs_at(upn="one_character")]
     )  # fmt: skip
     assert sure_matches(rows).tolist() == [True, True, True, False, False, False]
 
@@ -127,9 +120,10 @@ def test_sure_matches_agree_on_a_number_or_on_names_birth_and_home() -> None:
 def test_sure_match_recall_counts_only_the_comparisons_observed() -> None:
     """No numbers observed: the rule finds a match only through names, birth and home."""
     m = initial_m()  # 0.9 on each best level
-    rows = pattern(**SURE)
+    rows = pairs_at(**SURE)
     assert np.isclose(sure_match_recall(rows, m), 0.9**4)
-    assert np.isclose(sure_match_recall(pattern(nhs="disagree", **SURE), m), 1 - 0.1 * (1 - 0.9**4))
+    disagree = pairs_at(nhs="disagree", **SURE)
+    assert np.isclose(sure_match_recall(disagree, m), 1 - 0.1 * (1 - 0.9**4))
 
 
 def test_twin_guard_asks_close_forenames_of_pairs_born_together_at_one_home() -> None:
@@ -139,16 +133,16 @@ def test_twin_guard_asks_close_forenames_of_pairs_born_together_at_one_home() ->
     forename agreement is enough."""
     for level, may in [("exact", True), ("dice90", True), ("alt", False), ("dice75", False),
                        ("dice50", False), ("phonetic", False), ("disagree", False)]:  # fmt: skip
-        twins = pattern(**TWINS | {"forename": level}, upn="disagree")
+        twins = pairs_at(**TWINS | {"forename": level}, upn="disagree")
         assert twin_guard(twins).tolist() == [may]
         assert twin_like(twins).tolist() == [not may]
-        no_numbers = pattern(**TWINS | {"forename": level})
+        no_numbers = pairs_at(**TWINS | {"forename": level})
         assert twin_guard(no_numbers).tolist() == [level != "disagree"]
-    assert twin_guard(pattern(**TWINS | {"forename": "dice50"}, upn="transposed")).all()
+    assert twin_guard(pairs_at(**TWINS | {"forename": "dice50"}, upn="transposed")).all()
     assert twin_guard(
-        pattern(**TWINS | {"forename": "dice50", "dob": "year"}, nhs="disagree")
+        pairs_at(**TWINS | {"forename": "dice50", "dob": "year"}, nhs="disagree")
     ).all()
-    assert not twin_guard(pattern(**TWINS | {"dob": "year"})).any()
+    assert not twin_guard(pairs_at(**TWINS | {"dob": "year"})).any()
 
 
 def test_records_say_one_child_by_a_close_number_or_one_forename_birth_and_home() -> None:
@@ -158,20 +152,20 @@ def test_records_say_one_child_by_a_close_number_or_one_forename_birth_and_home(
     live apart."""
     two_nhs = {"nhs": "disagree"}
     one_child = [
-        pattern(**two_nhs, upn="agree", **TWINS | {"forename": "dice50"}),
-        pattern(**two_nhs, upn="transposed"),
-        pattern(**two_nhs, **SURE),
-        pattern(**two_nhs, **SURE | {"surname": "dice50"}),
-        pattern(**two_nhs, **SURE | {"residence": "postcode"}),
+        pairs_at(**two_nhs, upn="agree", **TWINS | {"forename": "dice50"}),
+        pairs_at(**two_nhs, upn="transposed"),
+        pairs_at(**two_nhs, **SURE),
+        pairs_at(**two_nhs, **SURE | {"surname": "dice50"}),
+        pairs_at(**two_nhs, **SURE | {"residence": "postcode"}),
     ]
     two_children = [
-        pattern(**two_nhs, **TWINS),
-        pattern(**two_nhs, **TWINS | {"forename": "dice90"}),
-        pattern(**two_nhs, **SURE | {"residence": "address"}),  # one address, another postcode
-        pattern(**two_nhs, **SURE | {"residence": "postcode_other_address"}),
-        pattern(**two_nhs, **SURE | {"dob": "year_month"}),
-        pattern(**two_nhs, **SURE | {"surname": "disagree"}),
-        pattern(**two_nhs, upn="disagree", **SURE | {"residence": "district"}),
+        pairs_at(**two_nhs, **TWINS),
+        pairs_at(**two_nhs, **TWINS | {"forename": "dice90"}),
+        pairs_at(**two_nhs, **SURE | {"residence": "address"}),  # one address, another postcode
+        pairs_at(**two_nhs, **SURE | {"residence": "postcode_other_address"}),
+        pairs_at(**two_nhs, **SURE | {"dob": "year_month"}),
+        pairs_at(**two_nhs, **SURE | {"surname": "disagree"}),
+        pairs_at(**two_nhs, upn="disagree", **SURE | {"residence": "district"}),
     ]
     assert records_say_one_child(np.vstack(one_child)).all()
     assert not records_say_one_child(np.vstack(two_children)).any()
@@ -182,23 +176,23 @@ def test_surely_two_children_leaves_out_one_child_registered_under_a_mistyped_nu
     forename, birth date and home (one child, one number mistyped), or another number close.
     Counted as two children, such pairs made the other agencies' 'shared' look common among
     pairs of two children, and weak (at 100k records per agency, 6 of 10 in health)."""
-    assert surely_distinct(pattern(nhs="disagree", **TWINS)).all()
-    assert surely_distinct(pattern(nhs="disagree", **SURE | {"residence": "disagree"})).all()
-    assert not surely_distinct(pattern(nhs="disagree", **SURE)).any()
-    assert not surely_distinct(pattern(nhs="disagree", **SURE | {"residence": "postcode"})).any()
-    assert not surely_distinct(pattern(nhs="disagree", upn="one_character")).any()
-    assert not surely_distinct(pattern(**SURE)).any()
+    assert surely_distinct(pairs_at(nhs="disagree", **TWINS)).all()
+    assert surely_distinct(pairs_at(nhs="disagree", **SURE | {"residence": "disagree"})).all()
+    assert not surely_distinct(pairs_at(nhs="disagree", **SURE)).any()
+    assert not surely_distinct(pairs_at(nhs="disagree", **SURE | {"residence": "postcode"})).any()
+    assert not surely_distinct(pairs_at(nhs="disagree", upn="one_character")).any()
+    assert not surely_distinct(pairs_at(**SURE)).any()
 
 
 def test_twin_like_pairs_share_surname_dob_and_home_with_other_forenames_and_numbers() -> None:
-    assert twin_like(pattern(**TWINS)).tolist() == [True]
-    assert twin_like(pattern(**TWINS | {"surname": "dice50"})).tolist() == [True]  # a typo
+    assert twin_like(pairs_at(**TWINS)).tolist() == [True]
+    assert twin_like(pairs_at(**TWINS | {"surname": "dice50"})).tolist() == [True]  # a typo
     # Not twin-like: forenames agree, a number agrees, another surname, birth date or home.
-    assert not twin_like(pattern(**TWINS | {"forename": "dice50"})).any()
-    assert not twin_like(pattern(**TWINS, nhs="one_character")).any()
-    assert not twin_like(pattern(**TWINS | {"surname": "disagree"})).any()
-    assert not twin_like(pattern(**TWINS | {"dob": "year"})).any()
-    assert not twin_like(pattern(**TWINS | {"residence": "district"})).any()
+    assert not twin_like(pairs_at(**TWINS | {"forename": "dice50"})).any()
+    assert not twin_like(pairs_at(**TWINS, nhs="one_character")).any()
+    assert not twin_like(pairs_at(**TWINS | {"surname": "disagree"})).any()
+    assert not twin_like(pairs_at(**TWINS | {"dob": "year"})).any()
+    assert not twin_like(pairs_at(**TWINS | {"residence": "district"})).any()
 
 
 def test_expected_twin_pairs_across_agencies_from_the_twins_inside_each() -> None:
@@ -234,10 +228,6 @@ def test_u_without_matches_takes_the_matches_out_of_the_random_pairs() -> None:
     assert np.allclose(u_without_matches(u, rare)[0], u[0])
 
 
-def pairs_like(count: int, **levels: str) -> np.ndarray:
-    return np.repeat(pattern(**levels), count, axis=0)
-
-
 def test_em_leaves_twins_out_of_the_matches_and_weighs_sessions_by_what_they_saw() -> None:
     """Twins (one surname, birth date and home, other forenames; half of them of the other sex)
     agree like matches on all the same-dob session sees but forename and sex. Counted as
@@ -250,16 +240,16 @@ def test_em_leaves_twins_out_of_the_matches_and_weighs_sessions_by_what_they_saw
     other = {"forename": "disagree", "surname": "disagree", "residence": "disagree"}
     same_dob = np.concatenate(
         [
-            pairs_like(900, **match),
-            pairs_like(100, **typo),
-            pairs_like(100, **TWINS, sex="agree"),
-            pairs_like(100, **TWINS, sex="disagree"),
-            pairs_like(10_000, **other, dob="exact", sex="agree"),
-            pairs_like(10_000, **other, dob="exact", sex="disagree"),
+            pairs_at(900, **match),
+            pairs_at(100, **typo),
+            pairs_at(100, **TWINS, sex="agree"),
+            pairs_at(100, **TWINS, sex="disagree"),
+            pairs_at(10_000, **other, dob="exact", sex="agree"),
+            pairs_at(10_000, **other, dob="exact", sex="disagree"),
         ]
     )
     same_names = np.concatenate(
-        [pairs_like(1_000, **match), pairs_like(50, **match | {"dob": "disagree"}, sex="agree")]
+        [pairs_at(1_000, **match), pairs_at(50, **match | {"dob": "disagree"}, sex="agree")]
     )
     u = tuple(
         np.array([0.0, 0.5, 0.5])
