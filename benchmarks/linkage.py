@@ -18,7 +18,10 @@ education, health and care records including each agency's duplicate records.
 
 Every tool runs in its own process, under an address-space cap and a timeout, so its peak
 resident memory is its own and running out of memory is a result, not a crash. Accuracy is
-pairwise over all record pairs (`linkage_reference.pairwise_accuracy`).
+pairwise over all record pairs (`linkage_reference.pairwise_accuracy`). With `--keys N`
+joinedup runs N times, each under a fresh random key, and the report adds the lowest and highest
+precision and recall over the runs (pseudonyms change with the key, and so do the few pairs near
+the threshold).
 
     .venv/bin/python benchmarks/linkage.py --datasets febrl4,10k,100k \\
         --work /tmp/joinedup-linkage --results benchmarks/RESULTS.md
@@ -440,7 +443,29 @@ def ratio_lines(figures: dict[str, dict[str, dict]]) -> list[str]:
         if (groups := f.get("recall_by_ethnicity_group"))
         and (recalls := [a["recall"] for a in groups.values()])
     ]
-    return ratios + matches + by_pair + by_group
+    return ratios + matches + by_pair + by_group + key_spread_lines(figures)
+
+
+def key_spread_lines(figures: dict[str, dict[str, dict]]) -> list[str]:
+    """Per dataset run under several keys (`--keys`): the lowest and highest precision and
+    recall over the runs that finished, in all and per agency pair (the table shows the first)."""
+    lines = []
+    for name, tools in figures.items():
+        runs = [r for r in tools.get("joinedup", {}).get("key_runs", []) if r["status"] == "ok"]
+        if len(runs) < 2:
+            continue
+        pairs = {"all pairs": runs} | {
+            pair: [r["by_agency_pair"][pair] for r in runs]
+            for pair in runs[0].get("by_agency_pair", {})
+        }
+        for pair, figures_of_pair in pairs.items():
+            spread = ", ".join(
+                f"{measure} {min(f[measure] for f in figures_of_pair):.4f}"
+                f"-{max(f[measure] for f in figures_of_pair):.4f}"
+                for measure in ("precision", "recall")
+            )
+            lines.append(f"- {name}, joinedup over {len(runs)} keys, {pair}: {spread}")
+    return lines
 
 
 def results_section(
@@ -497,6 +522,12 @@ def main() -> None:
     parser.add_argument(
         "--febrl-people", type=int, default=FEBRL_PEOPLE, help="FEBRL4 people to keep (smoke)"
     )
+    parser.add_argument(
+        "--keys",
+        type=int,
+        default=1,
+        help="run joinedup this many times, each under a fresh random key, and report the spread",
+    )
     parser.add_argument("--run-tool", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_tool:
@@ -533,8 +564,13 @@ def measure(
         print(f"{name}: {meta[name]['records']:,} records in {time.perf_counter() - started:.0f} s")
         figures[name] = {}
         for tool in tools:
-            figures[name][tool] = measure_tool(tool, dataset_dir, args.memory_cap_gb, args.timeout)
-            print(f"  {tool}: {json.dumps(figures[name][tool], default=str)}", flush=True)
+            runs = args.keys if tool == "joinedup" else 1
+            measured = [
+                measure_tool(tool, dataset_dir, args.memory_cap_gb, args.timeout)
+                for _ in range(max(runs, 1))
+            ]
+            figures[name][tool] = {**measured[0], "key_runs": measured} if runs > 1 else measured[0]
+            print(f"  {tool}: {json.dumps(measured, default=str)}", flush=True)
     return figures, meta
 
 

@@ -123,6 +123,8 @@ def test_febrl4_benchmark_runs_every_tool_end_to_end_and_prints_the_figures(
             str(tmp_path / "work"),
             "--results",
             str(results),
+            "--keys",
+            "2",
         ],
         capture_output=True,
         text=True,
@@ -144,6 +146,32 @@ def test_febrl4_benchmark_runs_every_tool_end_to_end_and_prints_the_figures(
     assert written.startswith("# Ingest and validation throughput\n\nkept\n")
     assert "# Linkage: joinedup on pseudonyms against cleartext linkers" in written
     assert all(row in written for row in rows)
+    spread = [line for line in done.stdout.splitlines() if "joinedup over 2 keys" in line]
+    assert spread[0].startswith("- febrl4, joinedup over 2 keys, all pairs: precision ")
+    assert "- febrl4, joinedup over 2 keys, education-health: precision " in done.stdout
+    assert all(line in written for line in spread)
+
+
+def test_key_spread_gives_the_lowest_and_highest_figures_of_the_runs_that_finished() -> None:
+    """Over the keys joinedup ran under: min-max precision and recall, in all and per agency
+    pair; a run that failed is left out, and a dataset run under one key has no spread."""
+    import linkage
+
+    def run(precision: float, recall: float, pair_precision: float, pair_recall: float) -> dict:
+        pair = {"precision": pair_precision, "recall": pair_recall, "true_pairs": 10}
+        return {"status": "ok", "precision": precision, "recall": recall,
+                "by_agency_pair": {"care-care": pair}}  # fmt: skip
+
+    failed = {"status": "out of memory after 5 s"}
+    runs = [run(1.0, 0.99, 0.998, 0.995), failed, run(0.9999, 0.995, 1.0, 0.99)]
+    figures = {
+        "10k": {"joinedup": {**runs[0], "key_runs": runs}, "splink": run(0.9, 0.9, 0.9, 0.9)},
+        "100k": {"joinedup": run(1.0, 1.0, 1.0, 1.0)},
+    }
+    assert linkage.key_spread_lines(figures) == [
+        "- 10k, joinedup over 2 keys, all pairs: precision 0.9999-1.0000, recall 0.9900-0.9950",
+        "- 10k, joinedup over 2 keys, care-care: precision 0.9980-1.0000, recall 0.9900-0.9950",
+    ]
 
 
 def test_accuracy_by_source_pair_counts_cross_and_within_pairs_separately() -> None:
