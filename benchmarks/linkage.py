@@ -564,10 +564,10 @@ def measure(
         print(f"{name}: {meta[name]['records']:,} records in {time.perf_counter() - started:.0f} s")
         figures[name] = {}
         for tool in tools:
-            runs = args.keys if tool == "joinedup" else 1
+            runs = max(args.keys, 1) if tool == "joinedup" else 1
             measured = [
                 measure_tool(tool, dataset_dir, args.memory_cap_gb, args.timeout)
-                for _ in range(max(runs, 1))
+                for _ in range(runs)
             ]
             figures[name][tool] = {**measured[0], "key_runs": measured} if runs > 1 else measured[0]
             print(f"  {tool}: {json.dumps(measured, default=str)}", flush=True)
