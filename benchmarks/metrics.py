@@ -58,6 +58,7 @@ from results import replace_section, run_stage, section_header  # noqa: E402
 
 from joinedup.contracts import contract  # noqa: E402
 from joinedup.settings import Settings  # noqa: E402
+from joinedup.synth import copy_la_code  # noqa: E402
 
 PERIOD = "2024-25"
 SEED = 20241
@@ -95,12 +96,6 @@ def parts_of(scale: float) -> int:
     """How many synthetic populations make up `scale`: `generate` holds at most MAX_PART_SCALE
     (its areas' postcode districts run out above it)."""
     return math.ceil(scale / MAX_PART_SCALE)
-
-
-def part_la_code(la_code: str, part: int) -> str:
-    """The area's code in population `part`: E09000099 -> E09000199 for part 1 (part 0 keeps
-    the synthetic code), so the populations are distinct areas."""
-    return f"{la_code[:-3]}{part}{la_code[-2:]}"
 
 
 def prepare(folder: Path, scale: float, seed: int) -> dict[str, Any]:
@@ -181,7 +176,7 @@ def store_extracts(settings: Settings, part: int) -> list[dict[str, str]]:
             raise RuntimeError(f"{path}: ingest did not type every row: {delivery}")
         schema = contract(path.stem).pseudonymised_schema()
         rows = pq.read_table(delivery.typed_path).drop_columns([ROW]).cast(schema)
-        area = part_la_code(la_code, part)
+        area = copy_la_code(la_code, part)
         index = rows.schema.get_field_index("la_code")
         rows = rows.set_column(index, schema.field(index), pa.array([area] * rows.num_rows))
         stored = Path(delivery.typed_path).with_name(f"{delivery.sha256}.parquet")
@@ -271,7 +266,7 @@ def stage_reference(folder: Path, out: Path) -> dict[str, Any]:
         )
         loading += time.perf_counter()
         cells = reference_cells(gt, truth)
-        found.append(cells.assign(la_code=[part_la_code(c, part) for c in cells.la_code]))
+        found.append(cells.assign(la_code=[copy_la_code(c, part) for c in cells.la_code]))
         del truth
     seconds = time.perf_counter() - started
     cells = pd.concat(found, ignore_index=True)

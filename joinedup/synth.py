@@ -2568,6 +2568,15 @@ LINKAGE_COVERAGE = 0.8  # share of the population each agency holds in a linkage
 LINKAGE_PERIOD = "2024-25"
 EXTRA_DISTRICT_SUFFIXES = "ABCDEFGHJKLMNPQRSTUVWXY"  # SH1A-style outward codes beyond SH99
 POSTCODE_DENSITY = 0.25  # at most this share of an area's possible postcode units in use
+# A linkage population bigger than the three areas at LARGEST_AREA_SCALE is spread over copies of
+# them (each its own area), so that no area outgrows the largest real authorities of its kind:
+# look-alike children (one name and birthday) in an area grow with the square of its size. At
+# scale 15 Riverside holds 120,000 children and young people aged 0-25, about as many as the
+# largest London boroughs (Barnet, Croydon: 390,000 residents in the 2021 census, some 30% aged
+# 0-25), and Saltmarsh 60,000, as the largest coastal district (East Suffolk, 246,000 residents);
+# Shirehampton's 150,000 is a middling county (Kent: about 490,000 aged 0-25).
+LARGEST_AREA_SCALE = 15.0
+MAX_AREA_COPIES = 5  # copy k has LA numbers 991-993 minus 10k: 951-953 at most, none of them real
 
 
 @dataclass(frozen=True)
@@ -2584,26 +2593,92 @@ def agency_identity_fields(agency: str) -> list[str]:
     return [c.name for c in identity_columns("raw") if c.name in held]
 
 
-def linkage_sizes(total: int) -> list[int]:
-    """`total` children shared among the areas in proportion to their size."""
-    weights = np.array([a.size for a in AREAS], dtype=float)
+def linkage_copies(total: int) -> int:
+    """How many copies of the three areas hold `total` children with no area bigger than at
+    LARGEST_AREA_SCALE."""
+    copies = math.ceil(total / (sum(a.size for a in AREAS) * LARGEST_AREA_SCALE))
+    if copies > MAX_AREA_COPIES:
+        raise ValueError(
+            f"a linkage population holds at most {MAX_AREA_COPIES} copies of the areas "
+            f"({MAX_AREA_COPIES * LARGEST_AREA_SCALE * sum(a.size for a in AREAS):,.0f} "
+            f"children), not {total:,}"
+        )
+    return max(1, copies)
+
+
+def linkage_sizes(total: int, copies: int = 1) -> list[int]:
+    """`total` children shared among `copies` copies of the areas in proportion to their size
+    (copy 0's areas first)."""
+    weights = np.array([a.size for a in AREAS] * copies, dtype=float)
     sizes = np.floor(total * weights / weights.sum()).astype(int)
-    sizes[np.argsort(-weights)[: total - sizes.sum()]] += 1
+    sizes[np.argsort(-weights, kind="stable")[: total - sizes.sum()]] += 1
     return sizes.tolist()
+
+
+def district_codes(area: Area) -> list[str]:
+    """Every outward code the area may use: PREFIX1 to PREFIX99, then PREFIX1A-style ones."""
+    prefix = area.districts[0].rstrip("0123456789")
+    codes = [f"{prefix}{i}" for i in range(1, 100)]
+    return codes + [f"{prefix}{i}{x}" for i in range(1, 10) for x in EXTRA_DISTRICT_SUFFIXES]
+
+
+def districts_needed(area: Area, n: int) -> int:
+    """Postcode districts that hold n children at the area's household density."""
+    units = 10 * len(POSTCODE_UNIT_LETTERS) ** 2  # per district
+    return math.ceil(n / area.households_per_postcode / (units * POSTCODE_DENSITY))
 
 
 def with_room_for(area: Area, n: int) -> Area:
     """The area with enough postcode districts for n children at its household density."""
-    units = 10 * len(POSTCODE_UNIT_LETTERS) ** 2  # per district
-    needed = math.ceil(n / area.households_per_postcode / (units * POSTCODE_DENSITY))
+    needed = districts_needed(area, n)
     if needed <= len(area.districts):
         return area
-    prefix = area.districts[0].rstrip("0123456789")
-    codes = [f"{prefix}{i}" for i in range(1, 100)]
-    codes += [f"{prefix}{i}{x}" for i in range(1, 10) for x in EXTRA_DISTRICT_SUFFIXES]
+    codes = district_codes(area)
     if needed > len(codes):
         raise ValueError(f"{area.name} cannot hold {n} children")
     return replace(area, districts=tuple(codes[:needed]))
+
+
+def copy_la_code(la_code: str, copy: int) -> str:
+    """The area's code in copy `copy`: E09000099 -> E09000199 for copy 1 (copy 0 keeps it)."""
+    return f"{la_code[:-3]}{copy}{la_code[-2:]}"
+
+
+def area_copies(template: Area, sizes: Sequence[int]) -> list[Area]:
+    """The template as len(sizes) distinct areas of those sizes: copy 0 is the template itself
+    (with room for its size); each further copy has its own code, LA number (so its UPNs are
+    its own) and postcode districts (as many as the template's at least), the districts of all
+    copies being disjoint."""
+    if len(sizes) == 1:
+        return [with_room_for(template, sizes[0])]
+    codes = district_codes(template)
+    counts = [max(districts_needed(template, n), len(template.districts)) for n in sizes]
+    if sum(counts) > len(codes):
+        raise ValueError(f"{template.name} cannot hold {sum(sizes)} children")
+    ends = np.cumsum(counts).tolist()
+    return [
+        replace(
+            template,
+            la_code=copy_la_code(template.la_code, copy),
+            name=template.name if copy == 0 else f"{template.name} {copy + 1}",
+            la_number=str(int(template.la_number) - 10 * copy),
+            districts=tuple(codes[end - count : end]),
+        )
+        for copy, (count, end) in enumerate(zip(counts, ends, strict=True))
+    ]
+
+
+def linkage_areas(total: int) -> list[tuple[Area, int]]:
+    """The areas of a linkage population of `total` children, each with its size: the three
+    areas, in as many copies as keep each within LARGEST_AREA_SCALE (copy 0's areas first)."""
+    copies = linkage_copies(total)
+    sizes = np.array(linkage_sizes(total, copies)).reshape(copies, len(AREAS))
+    per_template = [area_copies(t, sizes[:, i].tolist()) for i, t in enumerate(AREAS)]
+    return [
+        (per_template[i][copy], int(sizes[copy, i]))
+        for copy in range(copies)
+        for i in range(len(AREAS))
+    ]
 
 
 def linkage_people(
@@ -2628,12 +2703,11 @@ def linkage_population(children_per_agency: int, seed: int) -> LinkagePopulation
     ISO text, as the raw extracts hold them."""
     term = Period(LINKAGE_PERIOD)
     latest = term.start - timedelta(days=1)
-    sizes = linkage_sizes(math.ceil(children_per_agency / LINKAGE_COVERAGE))
-    nhs = valid_nhs_numbers(area_rng(seed, len(AREAS), "identifiers"), sum(sizes))
+    areas = linkage_areas(math.ceil(children_per_agency / LINKAGE_COVERAGE))
+    nhs = valid_nhs_numbers(area_rng(seed, len(AREAS), "identifiers"), sum(n for _, n in areas))
     raw: dict[str, list[pd.DataFrame]] = {agency: [] for agency in AGENCIES}
     first_id = 0
-    for index, (template, n) in enumerate(zip(AREAS, sizes, strict=True)):
-        area = with_room_for(template, n)
+    for index, (area, n) in enumerate(areas):
         people, book = linkage_people(seed, index, area, nhs[first_id : first_id + n], first_id)
         first_id += n
         for agency in AGENCIES:

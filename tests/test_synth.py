@@ -996,3 +996,57 @@ def test_linkage_population_is_reproducible_by_seed():
         pd.testing.assert_frame_equal(first.raw[agency], again.raw[agency])
         assert not first.raw[agency]["forename"].equals(other.raw[agency]["forename"])
     pd.testing.assert_frame_equal(first.truth, again.truth)
+
+
+# --- Areas of a linkage population --------------------------------------------------------------
+def test_linkage_areas_keep_the_three_areas_while_they_are_no_bigger_than_real_ones():
+    """Up to the areas at LARGEST_AREA_SCALE a linkage population is the three areas themselves,
+    sized in proportion to their size (the 10k and 100k benchmark populations)."""
+    total = 125_000
+    areas = synth.linkage_areas(total)
+    assert [a.la_code for a, _ in areas] == [a.la_code for a in synth.AREAS]
+    assert [a.la_number for a, _ in areas] == [a.la_number for a in synth.AREAS]
+    assert sum(n for _, n in areas) == total
+    assert [n for _, n in areas] == synth.linkage_sizes(total)
+    for (area, n), template in zip(areas, synth.AREAS, strict=True):
+        assert n == pytest.approx(total * template.size / sum(a.size for a in synth.AREAS), abs=1)
+        assert area.districts[: len(template.districts)] == template.districts
+
+
+def test_linkage_areas_spread_a_bigger_population_over_distinct_copies_of_real_size():
+    """At 1.25M children (the 1M benchmark) no area is bigger than its template at
+    LARGEST_AREA_SCALE; the copies are distinct areas: own code, LA number and districts."""
+    total = 1_250_000
+    areas = synth.linkage_areas(total)
+    largest = {a.name: a.size * synth.LARGEST_AREA_SCALE for a in synth.AREAS}
+    assert len(areas) == 3 * 4
+    assert sum(n for _, n in areas) == total
+    for area, n in areas:
+        assert n <= largest[area.name.rsplit(" ", 1)[0] if area.name[-1].isdigit() else area.name]
+        assert len(area.districts) == synth.districts_needed(area, n)
+    assert [a.la_code for a, _ in areas[:3]] == [a.la_code for a in synth.AREAS]
+    assert len({a.la_code for a, _ in areas}) == len(areas)
+    assert len({a.la_number for a, _ in areas}) == len(areas)
+    districts = [d for a, _ in areas for d in a.districts]
+    assert len(set(districts)) == len(districts)
+    assert areas[3][0].la_code == "E09000199" and areas[3][0].la_number == "981"
+
+
+def test_linkage_areas_refuse_a_population_beyond_the_copies_with_unreal_la_numbers():
+    too_many = sum(a.size for a in synth.AREAS) * synth.LARGEST_AREA_SCALE
+    with pytest.raises(ValueError, match="at most 5 copies"):
+        synth.linkage_areas(int(too_many * synth.MAX_AREA_COPIES) + 1)
+
+
+def test_linkage_population_copies_of_the_areas_hold_their_own_children_and_upns(monkeypatch):
+    """With the areas copied, each copy's records carry its code, UPNs of its own LA number,
+    and no UPN of one child is another child's (bar the mistyped ones)."""
+    monkeypatch.setattr(synth, "LARGEST_AREA_SCALE", 0.1)  # three areas hold 2,200 children
+    population = synth.linkage_population(2_000, seed=5)
+    la_numbers = {a.la_code: a.la_number for a, _ in synth.linkage_areas(2_500)}
+    truth = population.truth[["local_id", "true_id", "noise"]]
+    education = population.raw["education"].merge(truth, on="local_id")
+    assert set(education["la_code"]) == set(la_numbers) and len(la_numbers) == 6
+    recorded = education[education["upn"].notna() & ~education["noise"].str.contains("upn_")]
+    assert (recorded["upn"].str[1:4] == recorded["la_code"].map(la_numbers)).all()
+    assert (recorded.groupby("upn")["true_id"].nunique() == 1).all()
