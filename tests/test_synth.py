@@ -1018,11 +1018,10 @@ def test_linkage_areas_spread_a_bigger_population_over_distinct_copies_of_real_s
     LARGEST_AREA_SCALE; the copies are distinct areas: own code, LA number and districts."""
     total = 1_250_000
     areas = synth.linkage_areas(total)
-    largest = {a.name: a.size * synth.LARGEST_AREA_SCALE for a in synth.AREAS}
     assert len(areas) == 3 * 4
     assert sum(n for _, n in areas) == total
-    for area, n in areas:
-        assert n <= largest[area.name.rsplit(" ", 1)[0] if area.name[-1].isdigit() else area.name]
+    for k, (area, n) in enumerate(areas):  # copy 0's three areas, then copy 1's, ...
+        assert n <= synth.AREAS[k % 3].size * synth.LARGEST_AREA_SCALE
         assert len(area.districts) == synth.districts_needed(area, n)
     assert [a.la_code for a, _ in areas[:3]] == [a.la_code for a in synth.AREAS]
     assert len({a.la_code for a, _ in areas}) == len(areas)
