@@ -2596,12 +2596,12 @@ def agency_identity_fields(agency: str) -> list[str]:
 def linkage_copies(total: int) -> int:
     """How many copies of the three areas hold `total` children with no area bigger than at
     LARGEST_AREA_SCALE."""
-    copies = math.ceil(total / (sum(a.size for a in AREAS) * LARGEST_AREA_SCALE))
+    per_copy = sum(a.size for a in AREAS) * LARGEST_AREA_SCALE
+    copies = math.ceil(total / per_copy)
     if copies > MAX_AREA_COPIES:
         raise ValueError(
             f"a linkage population holds at most {MAX_AREA_COPIES} copies of the areas "
-            f"({MAX_AREA_COPIES * LARGEST_AREA_SCALE * sum(a.size for a in AREAS):,.0f} "
-            f"children), not {total:,}"
+            f"({MAX_AREA_COPIES * per_copy:,.0f} children), not {total:,}"
         )
     return max(1, copies)
 
@@ -2628,29 +2628,16 @@ def districts_needed(area: Area, n: int) -> int:
     return math.ceil(n / area.households_per_postcode / (units * POSTCODE_DENSITY))
 
 
-def with_room_for(area: Area, n: int) -> Area:
-    """The area with enough postcode districts for n children at its household density."""
-    needed = districts_needed(area, n)
-    if needed <= len(area.districts):
-        return area
-    codes = district_codes(area)
-    if needed > len(codes):
-        raise ValueError(f"{area.name} cannot hold {n} children")
-    return replace(area, districts=tuple(codes[:needed]))
-
-
 def copy_la_code(la_code: str, copy: int) -> str:
     """The area's code in copy `copy`: E09000099 -> E09000199 for copy 1 (copy 0 keeps it)."""
     return f"{la_code[:-3]}{copy}{la_code[-2:]}"
 
 
 def area_copies(template: Area, sizes: Sequence[int]) -> list[Area]:
-    """The template as len(sizes) distinct areas of those sizes: copy 0 is the template itself
-    (with room for its size); each further copy has its own code, LA number (so its UPNs are
-    its own) and postcode districts (as many as the template's at least), the districts of all
-    copies being disjoint."""
-    if len(sizes) == 1:
-        return [with_room_for(template, sizes[0])]
+    """The template as len(sizes) distinct areas of those sizes, each with enough postcode
+    districts for its children at the template's household density (as many as the template's
+    at least), the districts of all copies disjoint: copy 0 is the template itself, each further
+    copy has its own code and LA number (so its UPNs are its own)."""
     codes = district_codes(template)
     counts = [max(districts_needed(template, n), len(template.districts)) for n in sizes]
     if sum(counts) > len(codes):
