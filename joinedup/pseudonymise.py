@@ -86,8 +86,10 @@ NEAR_MASK = "*"
 HMAC_BLOCK = 64  # bytes in a SHA-256 block, the width of HMAC's padded key
 NEAR_TOKEN_HEX = 16  # hex digits (64 bits) of one near token
 NHS_NEAR_POSITIONS, UPN_NEAR_POSITIONS = 10, 13
-NAME_PAIR_SOURCE = "surname"  # name_pair_token is listed under surname; forename is read too
-NAME_PAIR_SEPARATOR = "\x1f"  # joins forename and surname into one value for map_unique
+PAIR_SEPARATOR = "\x1f"  # joins two raw fields into one value for map_unique
+# Columns derived from two raw fields: column -> (the two fields, the field it is listed under).
+NAME_PAIR_FIELDS = ("forename", "surname")
+PREMISES_FIELDS = ("postcode", "address")
 MISSING_NEAR_TOKEN = np.uint64(0)  # a position without a token in a near-token matrix
 HEX_VALUES = np.full(256, 255, dtype=np.uint8)  # ASCII code -> value of a hex digit, else 255
 HEX_VALUES[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16)
@@ -706,23 +708,59 @@ def name_pair_values(value: str | None, key: bytes) -> Values:
     """The token of a record's two names as an unordered pair, from 'forename<SEP>surname':
     HMAC of the sorted normalised names (field 'name_pair'), so a forename and surname recorded
     the wrong way round agree on it; None when either name is missing."""
-    forename, _, surname = (value or "").partition(NAME_PAIR_SEPARATOR)
+    forename, _, surname = (value or "").partition(PAIR_SEPARATOR)
     names = [normalise_name(forename), normalise_name(surname)]
     if None in names:
         return {"name_pair_token": None}
     return {"name_pair_token": token(key, "name_pair", "|".join(sorted(names)))}
 
 
-def name_pair_column(
+def premises_numbers(address: str) -> str | None:
+    """The words of normalised address lines that hold a digit, in order ('FLAT 2 10A HIGH ST'
+    -> '2 10A'): the house and flat numbers; None when there are none (a house name only)."""
+    numbers = [word for word in address.split() if any(c.isdigit() for c in word)]
+    return " ".join(numbers) or None
+
+
+def premises_values(value: str | None, key: bytes) -> Values:
+    """The token of a record's premises, from 'postcode<SEP>address': HMAC of the normalised
+    full postcode and the address's numbers (field 'premises'), so two homes in one postcode
+    with alike address lines but other house numbers differ; None when the postcode is not a UK
+    postcode or the address has no number."""
+    postcode, _, address = (value or "").partition(PAIR_SEPARATOR)
+    parts = normalise_postcode(postcode)
+    lines = normalise_address(address)
+    numbers = None if lines is None else premises_numbers(lines)
+    if parts is None or numbers is None:
+        return {"premises_token": None}
+    return {"premises_token": token(key, "premises", f"{parts[0]}|{numbers}")}
+
+
+def paired_column(
+    table: pa.Table,
+    fields: Sequence[str],
+    sources: tuple[str, str],
+    derive: Callable[[Any], Values],
+    pool: Executor | None = None,
+) -> Derived:
+    """A column derived from two raw fields joined by PAIR_SEPARATOR, row by row: null
+    throughout unless both are among the fields pseudonymised, else null where either is."""
+    name = next(iter(derive(None)))
+    if not set(sources) <= set(fields):
+        return {name: pa.nulls(table.num_rows, pa.string())}
+    values = [table.column(f).combine_chunks().cast(pa.string()) for f in sources]
+    joined = pc.binary_join_element_wise(*values, PAIR_SEPARATOR)
+    return map_unique(joined, derive, pool)
+
+
+def paired_columns(
     table: pa.Table, fields: Sequence[str], key: bytes, pool: Executor | None = None
 ) -> Derived:
-    """name_pair_token of every row: null throughout unless forename and surname are both among
-    the fields pseudonymised, else null where either name is."""
-    if not {"forename", "surname"} <= set(fields):
-        return {"name_pair_token": pa.nulls(table.num_rows, pa.string())}
-    names = [table.column(f).combine_chunks().cast(pa.string()) for f in ("forename", "surname")]
-    joined = pc.binary_join_element_wise(*names, NAME_PAIR_SEPARATOR)
-    return map_unique(joined, partial(name_pair_values, key=key), pool)
+    """The columns derived from two raw fields each: name_pair_token (forename and surname) and
+    premises_token (postcode and address)."""
+    return paired_column(
+        table, fields, NAME_PAIR_FIELDS, partial(name_pair_values, key=key), pool
+    ) | paired_column(table, fields, PREMISES_FIELDS, partial(premises_values, key=key), pool)
 
 
 def dob_values(value: date | None, key: bytes) -> Values:
@@ -790,9 +828,7 @@ def derive_identity_columns(
     derived: Derived = {}
     for field in fields:
         derived.update(derive_identity(table, field, key, agency, pool))
-    if NAME_PAIR_SOURCE in fields:  # the one column derived from two raw fields
-        derived.update(name_pair_column(table, fields, key, pool))
-    return derived
+    return derived | paired_columns(table, fields, key, pool)
 
 
 # --- delimited text ----------------------------------------------------------------------------

@@ -51,6 +51,8 @@ from joinedup.pseudonymise import (
     normalise_postcode,
     parse_date,
     person_token,
+    premises_numbers,
+    premises_values,
     pseudonymise_file,
     pseudonymise_identity_frame,
     pseudonymise_table,
@@ -594,6 +596,51 @@ def test_identity_frame_derives_the_name_pair_from_both_name_columns() -> None:
     assert pairs[0] == pairs[1] and pairs[0] is not None and pairs[2] is None
     surname_only = pseudonymise_identity_frame(rows, "health", KEY, fields=["surname"])
     assert surname_only.column("name_pair_token").null_count == 3  # forename not pseudonymised
+
+
+@pytest.mark.parametrize(
+    ("address", "numbers"),
+    [
+        ("12 Acorn Road", "12"),
+        ("Flat 2, 10a High Street", "2 10A"),
+        ("Rose Cottage, Mill Lane", None),
+    ],
+)
+def test_premises_numbers_are_the_words_of_the_address_that_hold_a_digit(
+    address: str, numbers: str | None
+) -> None:
+    assert premises_numbers(normalise_address(address)) == numbers
+
+
+def test_premises_token_tells_houses_in_one_postcode_apart_and_ignores_street_keying_errors() -> (
+    None
+):
+    def premises(postcode: str | None, address: str | None, key: bytes = KEY) -> str | None:
+        value = f"{postcode or ''}\x1f{address or ''}"
+        return premises_values(value, key)["premises_token"]
+
+    home = premises("LS6 2AB", "12 Acorn Road")
+    assert home is not None
+    assert home == premises("ls62ab", "12 ACORN RD") == premises("LS6 2AB", "12 Acron Raod")
+    assert home != premises("LS6 2AB", "21 Acorn Road")  # a neighbour
+    assert home != premises("LS6 2AC", "12 Acorn Road")  # another postcode unit
+    assert home != premises("LS6 2AB", "12 Acorn Road", OTHER_KEY)
+    assert premises("LS6 2AB", "Acorn Road") is None  # no number to compare
+    assert premises(None, "12 Acorn Road") is None and premises("not a postcode", "12 A") is None
+
+
+def test_identity_frame_derives_premises_from_postcode_and_address_under_address() -> None:
+    rows = pd.DataFrame(
+        {"local_id": ["1", "2", "3"], "postcode": ["LS6 2AB", "LS6 2AB", None],
+         "address": ["12 Acorn Road", "12 Acorn Rd", "12 Acorn Road"]}
+    )  # fmt: skip
+    table = pseudonymise_identity_frame(rows, "health", KEY)
+    premises = table.column("premises_token").to_pylist()
+    assert premises[0] == premises[1] and premises[0] is not None and premises[2] is None
+    address_only = pseudonymise_identity_frame(rows, "health", KEY, fields=["address"])
+    assert address_only.column("premises_token").null_count == 3  # postcode not pseudonymised
+    postcode_only = pseudonymise_identity_frame(rows, "health", KEY, fields=["postcode"])
+    assert "premises_token" not in postcode_only.column_names  # listed under address
 
 
 @pytest.mark.parametrize(
