@@ -62,6 +62,7 @@ RESIDENCE_LEVELS = (
     MISSING,
     "postcode_address",  # same full postcode, address Dice >= ADDRESS_SAME
     "postcode",  # same full postcode, address missing on a side
+    "postcode_street",  # same full postcode, address Dice >= ADDRESS_SAME, other house numbers
     "postcode_other_address",  # same full postcode, another address (a neighbour)
     "address",  # same address lines (Dice >= ADDRESS_CLOSE), postcode different or missing
     "address_similar",  # address lines Dice >= ADDRESS_SIMILAR: several keying errors, a part lost
@@ -104,6 +105,7 @@ CODED_COLUMNS = (
     "postcode_token",
     "postcode_sector_token",
     "postcode_district",
+    "premises_token",
     "ethnicity",
     "ethnicity_group",
     "la_code",
@@ -422,16 +424,25 @@ class ExactLevels(BaseCompareFeature):
 
 class ResidenceLevels(BaseCompareFeature):
     """Postcode and address lines together (levels in RESIDENCE_LEVELS): missing when neither
-    can be compared, then the full postcode with the address the same, missing or different,
-    the address alone, the postcode sector, the district, else.
+    can be compared, then the full postcode with the address the same, missing, alike but with
+    other house numbers (a neighbour on the street), or different, the address alone, the
+    postcode sector, the district, else.
 
-    Labels are the postcode, sector and district codes and the row id, which indexes the sides'
-    address Bloom filters (compared by Dice coefficient).
+    Labels are the postcode, sector, district and premises codes and the row id, which indexes
+    the sides' address Bloom filters (compared by Dice coefficient). Two addresses in one street
+    clear ADDRESS_SAME as one address with a keying error does; their premises tokens (postcode
+    and house numbers) tell them apart where both sides have one.
     """
 
     name = "residence_levels"
     description = "Graded agreement of postcode and address lines."
-    columns = ("postcode_token", "postcode_sector_token", "postcode_district", ROW)
+    columns = (
+        "postcode_token",
+        "postcode_sector_token",
+        "postcode_district",
+        "premises_token",
+        ROW,
+    )
 
     def __init__(self, left_bits: np.ndarray, right_bits: np.ndarray, label: str) -> None:
         super().__init__(list(self.columns), list(self.columns), label=label)
@@ -440,17 +451,20 @@ class ResidenceLevels(BaseCompareFeature):
 
     def _compute_vectorized(self, *series: pd.Series) -> np.ndarray:
         width = len(self.columns)
-        full_l, sector_l, district_l, rows_l = (s.to_numpy() for s in series[:width])
-        full_r, sector_r, district_r, rows_r = (s.to_numpy() for s in series[width:])
+        full_l, sector_l, district_l, premises_l, rows_l = (s.to_numpy() for s in series[:width])
+        full_r, sector_r, district_r, premises_r, rows_r = (s.to_numpy() for s in series[width:])
         bits_l = self.left_bits[rows_l.astype(np.int64)]
         bits_r = self.right_bits[rows_r.astype(np.int64)]
         no_address = ~bits_l.any(axis=1) | ~bits_r.any(axis=1)
         similarity = np.where(no_address, 0.0, dice(bits_l, bits_r))
         full = equal_not_null(full_l, full_r)
+        alike = full & (similarity >= ADDRESS_SAME)
+        other_numbers = ~null_mask(premises_l, premises_r) & (premises_l != premises_r)
         conditions = [
             null_mask(full_l, full_r) & no_address,
-            full & (similarity >= ADDRESS_SAME),
+            alike & ~other_numbers,
             full & no_address,
+            alike,
             full,
             similarity >= ADDRESS_CLOSE,
             similarity >= ADDRESS_SIMILAR,

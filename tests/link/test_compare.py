@@ -36,12 +36,14 @@ def record(local_id: str, **fields: str | None) -> dict:
         row |= ps.address_values(fields["address"], KEY)
     if "postcode" in fields:
         row |= ps.postcode_values(fields["postcode"], KEY)
+    home = f"{fields.get('postcode') or ''}{ps.PAIR_SEPARATOR}{fields.get('address') or ''}"
+    row |= ps.premises_values(home, KEY)
     if "ethnicity" in fields:
         row["ethnicity"] = fields["ethnicity"]
     forename, surname = fields.get("forename", "ANN"), fields.get("surname", "SMITH")
     row |= ps.name_values(forename, KEY, "forename")
     row |= ps.name_values(surname, KEY, "surname")
-    row |= ps.name_pair_values(f"{forename}{ps.NAME_PAIR_SEPARATOR}{surname}", KEY)
+    row |= ps.name_pair_values(f"{forename}{ps.PAIR_SEPARATOR}{surname}", KEY)
     row["sex"] = fields.get("sex", "F")
     return row
 
@@ -111,6 +113,9 @@ def test_upn_one_character_level_and_missing_when_a_side_lacks_the_column() -> N
         ("LS6 2AB", "12 Acorn Rd Headingley", "postcode_address"),  # abbreviation normalised
         ("LS6 2AB", "12 Acorn Raod Headingley", "postcode_address"),  # one keying error
         ("LS6 2AB", None, "postcode"),
+        ("LS6 2AB", "21 Acorn Road Headingley", "postcode_street"),  # a neighbour's house
+        ("LS6 2AB", "Flat 3 12 Acorn Road Headingley", "postcode_street"),  # a flat in it
+        ("LS6 2AB", "Acorn Road Headingley", "postcode_address"),  # the number left out
         ("LS6 2AB", "7 Mill Lane Bramley", "postcode_other_address"),
         ("LS6 9ZZ", "12 Acorn Road Headingley", "address"),  # postcode mistyped
         (None, "12 Acorn Road Headingley", "address"),
