@@ -263,7 +263,8 @@ LAC_CEASED = {"E4A": 0.40, "E45": 0.20, "E13": 0.15, "E8": 0.15, "E41": 0.10}
 # - 'moved': the agency holds another address in the area (another postcode unit, and a house
 #   on one of its streets), the same for every child of the household; drawn per household and
 #   multiplied by Area.move_factor.
-# - 'address_typo': one keying error in the street name; 'address_abbreviated': the street type
+# - 'address_typo': one keying error in the house number (as often as its share of the
+#   characters) or the street name; 'address_abbreviated': the street type
 #   shortened (ROAD -> RD) or, half the time and always where it has no short form, the house
 #   number left out; 'address_missing': no address lines (the postcode may still be there).
 # - 'duplicate_record': the agency holds the child under a second local id (a second NHS trust
@@ -1834,9 +1835,33 @@ def dob_noise(
 
 
 def mistype_address(rng: np.random.Generator, address: str) -> str:
-    """One keying error in the street name of an address."""
+    """One keying error in an address: in its house number as often as the number's share of
+    the characters, else in the street name."""
     number, _, street = address.partition(" ")
+    if rng.random() < len(number) / (len(number) + len(street)):
+        return f"{mistype_number(rng, number)} {street}"
     return f"{number} {typo(rng, street)}"
+
+
+def mistype_number(rng: np.random.Generator, number: str) -> str:
+    """One keying error in a house number: a digit substituted, dropped or doubled, or two
+    adjacent digits transposed; never a leading zero."""
+    while True:
+        kind = int(rng.integers(4))
+        pos = int(rng.integers(len(number)))
+        digit = str(int(rng.integers(10)))
+        if kind == 0:
+            new = number[:pos] + digit + number[pos + 1 :]
+        elif kind == 1 and len(number) > 1:
+            new = number[:pos] + number[pos + 1 :]
+        elif kind == 2:
+            new = number[:pos] + number[pos] + number[pos:]
+        elif kind == 3 and pos < len(number) - 1:
+            new = number[:pos] + number[pos + 1] + number[pos] + number[pos + 2 :]
+        else:
+            continue
+        if new != number and not new.startswith("0"):
+            return new
 
 
 def abbreviate_address(rng: np.random.Generator, address: str) -> str:
