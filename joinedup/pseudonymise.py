@@ -722,32 +722,44 @@ def premises_numbers(address: str) -> str | None:
     return " ".join(numbers) or None
 
 
+def street_words(address: str) -> str | None:
+    """The words of normalised address lines that hold no digit ('FLAT 2 10A HIGH ST' ->
+    'FLAT HIGH ST'): the street, the house name, the locality; None when there are none."""
+    words = [word for word in address.split() if not any(c.isdigit() for c in word)]
+    return " ".join(words) or None
+
+
 def premises_values(value: str | None, key: bytes) -> Values:
-    """The token of a record's premises, from 'postcode<SEP>address': HMAC of the normalised
-    full postcode and the address's numbers (field 'premises'), so two homes in one postcode
-    with alike address lines but other house numbers differ; None when the postcode is not a UK
-    postcode or the address has no number."""
+    """The tokens of a record's premises and street, from 'postcode<SEP>address': HMAC of the
+    normalised full postcode with the address's numbers (field 'premises'), which two homes in
+    one street do not share, and with its other words (field 'street'), which an address with
+    its number left out still shares; each None when the postcode is not a UK postcode or the
+    address has no such words."""
     postcode, _, address = (value or "").partition(PAIR_SEPARATOR)
     parts = normalise_postcode(postcode)
     lines = normalise_address(address)
-    numbers = None if lines is None else premises_numbers(lines)
-    if parts is None or numbers is None:
-        return {"premises_token": None}
-    return {"premises_token": token(key, "premises", f"{parts[0]}|{numbers}")}
+    derived: Values = {"premises_token": None, "street_token": None}
+    if parts is None or lines is None:
+        return derived
+    for name, field, words in (
+        ("premises_token", "premises", premises_numbers(lines)),
+        ("street_token", "street", street_words(lines)),
+    ):
+        derived[name] = None if words is None else token(key, field, f"{parts[0]}|{words}")
+    return derived
 
 
-def paired_column(
+def two_field_columns(
     table: pa.Table,
     fields: Sequence[str],
     sources: tuple[str, str],
     derive: Callable[[Any], Values],
     pool: Executor | None = None,
 ) -> Derived:
-    """A column derived from two raw fields joined by PAIR_SEPARATOR, row by row: null
+    """Columns derived from two raw fields joined by PAIR_SEPARATOR, row by row: null
     throughout unless both are among the fields pseudonymised, else null where either is."""
-    name = next(iter(derive(None)))
     if not set(sources) <= set(fields):
-        return {name: pa.nulls(table.num_rows, pa.string())}
+        return {name: pa.nulls(table.num_rows, pa.string()) for name in derive(None)}
     values = [table.column(f).combine_chunks().cast(pa.string()) for f in sources]
     joined = pc.binary_join_element_wise(*values, PAIR_SEPARATOR)
     return map_unique(joined, derive, pool)
@@ -756,11 +768,11 @@ def paired_column(
 def paired_columns(
     table: pa.Table, fields: Sequence[str], key: bytes, pool: Executor | None = None
 ) -> Derived:
-    """The columns derived from two raw fields each: name_pair_token (forename and surname) and
-    premises_token (postcode and address)."""
-    return paired_column(
+    """The columns derived from two raw fields each: name_pair_token (forename and surname),
+    premises_token and street_token (postcode and address)."""
+    return two_field_columns(
         table, fields, NAME_PAIR_FIELDS, partial(name_pair_values, key=key), pool
-    ) | paired_column(table, fields, PREMISES_FIELDS, partial(premises_values, key=key), pool)
+    ) | two_field_columns(table, fields, PREMISES_FIELDS, partial(premises_values, key=key), pool)
 
 
 def dob_values(value: date | None, key: bytes) -> Values:

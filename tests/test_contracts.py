@@ -51,13 +51,14 @@ def test_every_pseudonymised_identity_column_derives_from_a_field_the_agency_hol
 
 
 @pytest.mark.parametrize("name", sorted(EXTRACTS))
-def test_every_extract_holds_the_address_and_lands_only_its_bloom_filter_and_premises_token(name):
+def test_every_extract_holds_the_address_and_lands_only_its_bloom_filter_and_tokens(name):
     spec = contract(name)
     assert "address" in [c.name for c in spec.raw_columns]
     from_address = [c for c in spec.pseudonymised_columns if c.source == "address"]
     assert [(c.name, c.encoding, c.token) for c in from_address] == [
         ("address_bloom", "bloom", False),
         ("premises_token", None, True),
+        ("street_token", None, True),
     ]
 
 

@@ -62,6 +62,7 @@ from joinedup.pseudonymise import (
     read_raw_extract,
     recorded_identifier,
     siphash24,
+    street_words,
     token,
     upn_check_letter,
 )
@@ -629,14 +630,27 @@ def test_premises_token_tells_houses_in_one_postcode_apart_and_ignores_street_ke
     assert premises(None, "12 Acorn Road") is None and premises("not a postcode", "12 A") is None
 
 
+def test_street_token_is_the_postcode_and_the_words_without_a_digit() -> None:
+    def street(postcode: str | None, address: str | None) -> str | None:
+        return premises_values(f"{postcode or ''}\x1f{address or ''}", KEY)["street_token"]
+
+    home = street("LS6 2AB", "12 Acorn Road")
+    assert home is not None
+    assert home == street("LS6 2AB", "Acorn Rd") == street("LS6 2AB", "21 Acorn Road")
+    assert home != street("LS6 2AB", "12 Acron Road") and home != street("LS6 2AC", "Acorn Road")
+    assert street("LS6 2AB", "12") is None and street(None, "Acorn Road") is None
+    assert street_words(normalise_address("Flat 2, 10a High Street")) == "FLAT HIGH ST"
+
+
 def test_identity_frame_derives_premises_from_postcode_and_address_under_address() -> None:
     rows = pd.DataFrame(
         {"local_id": ["1", "2", "3"], "postcode": ["LS6 2AB", "LS6 2AB", None],
          "address": ["12 Acorn Road", "12 Acorn Rd", "12 Acorn Road"]}
     )  # fmt: skip
     table = pseudonymise_identity_frame(rows, "health", KEY)
-    premises = table.column("premises_token").to_pylist()
-    assert premises[0] == premises[1] and premises[0] is not None and premises[2] is None
+    for column in ("premises_token", "street_token"):
+        tokens = table.column(column).to_pylist()
+        assert tokens[0] == tokens[1] and tokens[0] is not None and tokens[2] is None
     address_only = pseudonymise_identity_frame(rows, "health", KEY, fields=["address"])
     assert address_only.column("premises_token").null_count == 3  # postcode not pseudonymised
     postcode_only = pseudonymise_identity_frame(rows, "health", KEY, fields=["postcode"])

@@ -60,9 +60,9 @@ IDENTIFIER_LEVELS = (MISSING, "agree", "one_character", "transposed", "disagree"
 # so as two comparisons they would count the same evidence twice.
 RESIDENCE_LEVELS = (
     MISSING,
-    "postcode_address",  # same full postcode, address Dice >= ADDRESS_SAME
+    "postcode_address",  # same full postcode and address lines alike (see ResidenceLevels)
     "postcode",  # same full postcode, address missing on a side
-    "postcode_street",  # same full postcode, address Dice >= ADDRESS_SAME, other house numbers
+    "postcode_street",  # same full postcode, address lines alike, other house numbers
     "postcode_other_address",  # same full postcode, another address (a neighbour)
     "address",  # same address lines (Dice >= ADDRESS_CLOSE), postcode different or missing
     "address_similar",  # address lines Dice >= ADDRESS_SIMILAR: several keying errors, a part lost
@@ -106,6 +106,7 @@ CODED_COLUMNS = (
     "postcode_sector_token",
     "postcode_district",
     "premises_token",
+    "street_token",
     "ethnicity",
     "ethnicity_group",
     "la_code",
@@ -425,13 +426,16 @@ class ExactLevels(BaseCompareFeature):
 class ResidenceLevels(BaseCompareFeature):
     """Postcode and address lines together (levels in RESIDENCE_LEVELS): missing when neither
     can be compared, then the full postcode with the address the same, missing, alike but with
-    other house numbers (a neighbour on the street), or different, the address alone, the
+    other house numbers (a neighbour in the street), or different, the address alone, the
     postcode sector, the district, else.
 
-    Labels are the postcode, sector, district and premises codes and the row id, which indexes
-    the sides' address Bloom filters (compared by Dice coefficient). Two addresses in one street
-    clear ADDRESS_SAME as one address with a keying error does; their premises tokens (postcode
-    and house numbers) tell them apart where both sides have one.
+    Labels are the postcode, sector, district, premises and street codes and the row id, which
+    indexes the sides' address Bloom filters (compared by Dice coefficient). In one postcode,
+    address lines are alike when their filters reach ADDRESS_SAME or their street tokens agree
+    (an address with its number left out loses the number's bigrams, and with a short street
+    name falls under ADDRESS_SAME); two houses in one street are as alike as one address with a
+    keying error, so their premises tokens (postcode and numbers) tell them apart where both
+    sides have a number.
     """
 
     name = "residence_levels"
@@ -441,6 +445,7 @@ class ResidenceLevels(BaseCompareFeature):
         "postcode_sector_token",
         "postcode_district",
         "premises_token",
+        "street_token",
         ROW,
     )
 
@@ -451,14 +456,18 @@ class ResidenceLevels(BaseCompareFeature):
 
     def _compute_vectorized(self, *series: pd.Series) -> np.ndarray:
         width = len(self.columns)
-        full_l, sector_l, district_l, premises_l, rows_l = (s.to_numpy() for s in series[:width])
-        full_r, sector_r, district_r, premises_r, rows_r = (s.to_numpy() for s in series[width:])
+        full_l, sector_l, district_l, premises_l, street_l, rows_l = (
+            s.to_numpy() for s in series[:width]
+        )
+        full_r, sector_r, district_r, premises_r, street_r, rows_r = (
+            s.to_numpy() for s in series[width:]
+        )
         bits_l = self.left_bits[rows_l.astype(np.int64)]
         bits_r = self.right_bits[rows_r.astype(np.int64)]
         no_address = ~bits_l.any(axis=1) | ~bits_r.any(axis=1)
         similarity = np.where(no_address, 0.0, dice(bits_l, bits_r))
         full = equal_not_null(full_l, full_r)
-        alike = full & (similarity >= ADDRESS_SAME)
+        alike = full & ((similarity >= ADDRESS_SAME) | equal_not_null(street_l, street_r))
         other_numbers = ~null_mask(premises_l, premises_r) & (premises_l != premises_r)
         conditions = [
             null_mask(full_l, full_r) & no_address,

@@ -116,6 +116,7 @@ def test_upn_one_character_level_and_missing_when_a_side_lacks_the_column() -> N
         ("LS6 2AB", "21 Acorn Road Headingley", "postcode_street"),  # a neighbour's house
         ("LS6 2AB", "Flat 3 12 Acorn Road Headingley", "postcode_street"),  # a flat in it
         ("LS6 2AB", "Acorn Road Headingley", "postcode_address"),  # the number left out
+        ("LS6 2AB", "Flat 3 21 Acorn Road Headingley", "postcode_street"),  # flat next door
         ("LS6 2AB", "7 Mill Lane Bramley", "postcode_other_address"),
         ("LS6 9ZZ", "12 Acorn Road Headingley", "address"),  # postcode mistyped
         (None, "12 Acorn Road Headingley", "address"),
@@ -131,6 +132,24 @@ def test_residence_levels_grade_postcode_and_address_together(
     postcode: str | None, other: str | None, level: str
 ) -> None:
     home = record("1", address="12 Acorn Road Headingley", postcode="LS6 2AB")
+    assert level_of("residence", home, record("2", address=other, postcode=postcode)) == level
+
+
+@pytest.mark.parametrize(
+    ("postcode", "other", "level"),
+    [
+        ("SX2 1JS", "Well Court", "postcode_address"),  # the number left out of a short name
+        ("SX2 1JS", "148 Well Court", "postcode_street"),  # the house next door
+        ("SX2 1JS", "Mill Court", "postcode_other_address"),  # another street in the postcode
+        ("SX2 1JT", "Well Court", "address_partial"),  # another postcode: the filter alone
+    ],
+)
+def test_a_short_address_without_its_number_is_still_the_same_street(
+    postcode: str, other: str, level: str
+) -> None:
+    """'146 Well Court' without its number falls under ADDRESS_SAME (the number's bigrams are
+    lost); in one postcode its street token still says the same street."""
+    home = record("1", address="146 Well Court", postcode="SX2 1JS")
     assert level_of("residence", home, record("2", address=other, postcode=postcode)) == level
 
 
