@@ -587,18 +587,6 @@ def test_name_pair_token_is_the_same_whichever_way_round_the_names_are() -> None
     assert pair("Jack", None) is None and name_pair_values(None, KEY)["name_pair_token"] is None
 
 
-def test_identity_frame_derives_the_name_pair_from_both_name_columns() -> None:
-    rows = pd.DataFrame(
-        {"local_id": ["1", "2", "3"], "forename": ["Jack", "Steinert", None],
-         "surname": ["Steinert", "Jack", "Steinert"]}
-    )  # fmt: skip
-    table = pseudonymise_identity_frame(rows, "health", KEY)
-    pairs = table.column("name_pair_token").to_pylist()
-    assert pairs[0] == pairs[1] and pairs[0] is not None and pairs[2] is None
-    surname_only = pseudonymise_identity_frame(rows, "health", KEY, fields=["surname"])
-    assert surname_only.column("name_pair_token").null_count == 3  # forename not pseudonymised
-
-
 @pytest.mark.parametrize(
     ("address", "numbers"),
     [
@@ -642,19 +630,35 @@ def test_street_token_is_the_postcode_and_the_words_without_a_digit() -> None:
     assert street_words(normalise_address("Flat 2, 10a High Street")) == "FLAT HIGH ST"
 
 
-def test_identity_frame_derives_premises_from_postcode_and_address_under_address() -> None:
-    rows = pd.DataFrame(
-        {"local_id": ["1", "2", "3"], "postcode": ["LS6 2AB", "LS6 2AB", None],
-         "address": ["12 Acorn Road", "12 Acorn Rd", "12 Acorn Road"]}
-    )  # fmt: skip
+@pytest.mark.parametrize(
+    ("sources", "values", "derived"),
+    [
+        (
+            ("forename", "surname"),
+            (["Jack", "Steinert", None], ["Steinert", "Jack", "Steinert"]),
+            ("name_pair_token",),
+        ),
+        (
+            ("postcode", "address"),
+            (["LS6 2AB", "LS6 2AB", None], ["12 Acorn Road", "12 Acorn Rd", "12 Acorn Road"]),
+            ("premises_token", "street_token"),
+        ),
+    ],
+)
+def test_identity_frame_derives_two_field_tokens_from_both_fields_listed_under_the_second(
+    sources: tuple[str, str], values: tuple[list, list], derived: tuple[str, ...]
+) -> None:
+    """The name pair (forename, surname) and the premises and street tokens (postcode, address):
+    equal for rows 1 and 2, null where a field is missing or not pseudonymised."""
+    rows = pd.DataFrame({"local_id": ["1", "2", "3"], sources[0]: values[0], sources[1]: values[1]})
     table = pseudonymise_identity_frame(rows, "health", KEY)
-    for column in ("premises_token", "street_token"):
+    for column in derived:
         tokens = table.column(column).to_pylist()
-        assert tokens[0] == tokens[1] and tokens[0] is not None and tokens[2] is None
-    address_only = pseudonymise_identity_frame(rows, "health", KEY, fields=["address"])
-    assert address_only.column("premises_token").null_count == 3  # postcode not pseudonymised
-    postcode_only = pseudonymise_identity_frame(rows, "health", KEY, fields=["postcode"])
-    assert "premises_token" not in postcode_only.column_names  # listed under address
+        assert tokens[0] == tokens[1] and tokens[0] is not None and tokens[2] is None, column
+    second_only = pseudonymise_identity_frame(rows, "health", KEY, fields=[sources[1]])
+    assert all(second_only.column(c).null_count == 3 for c in derived)
+    first_only = pseudonymise_identity_frame(rows, "health", KEY, fields=[sources[0]])
+    assert not set(derived) & set(first_only.column_names)
 
 
 @pytest.mark.parametrize(
