@@ -242,7 +242,9 @@ def run_joinedup(dataset_dir: Path) -> dict[str, Any]:
             # Arrow-backed strings: no Python object per token (1M records hold ~17M tokens)
             records = table.to_pandas(types_mapper=pd.ArrowDtype)
             records.insert(0, "agency", agency)
-            records = records.reindex(columns=columns)
+            absent = [c for c in columns if c not in records.columns]  # fields it does not hold
+            arrow_string = pd.ArrowDtype(pa.string())  # typed nulls, so frames concatenate alike
+            records = records.reindex(columns=columns).astype(dict.fromkeys(absent, arrow_string))
             del table
             seconds["pseudonymise"] += time.perf_counter() - started
             started = time.perf_counter()
