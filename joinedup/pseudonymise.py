@@ -87,7 +87,7 @@ HMAC_BLOCK = 64  # bytes in a SHA-256 block, the width of HMAC's padded key
 NEAR_TOKEN_HEX = 16  # hex digits (64 bits) of one near token
 NHS_NEAR_POSITIONS, UPN_NEAR_POSITIONS = 10, 13
 PAIR_SEPARATOR = "\x1f"  # joins two raw fields into one value for map_unique
-# Columns derived from two raw fields: column -> (the two fields, the field it is listed under).
+# The two raw fields read by the columns derived from two (each listed under the second).
 NAME_PAIR_FIELDS = ("forename", "surname")
 PREMISES_FIELDS = ("postcode", "address")
 MISSING_NEAR_TOKEN = np.uint64(0)  # a position without a token in a near-token matrix
