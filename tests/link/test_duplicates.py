@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from joinedup.link.compare import COMPARISONS, level_code
+from joinedup.link.compare import COMPARISONS, RESIDENCE_LEVELS, level_code
 from joinedup.link.duplicates import (
     CORROBORATION_LEVELS,
     corroborated,
@@ -37,9 +37,9 @@ def duplicate_model(expected: float) -> FSModel:
 
 
 # A duplicate's share at one birth and home under duplicate_model: surname exact or Dice (0.9 +
-# 3 x 0.1 / 5), the same birth date (0.9), one home (0.9 + 3 x 0.1 / 9: postcode and address,
-# postcode, address, similar address; 9 levels below the best).
-AT_HOME_SHARE = 0.96 * 0.9 * (0.9 + 3 * 0.1 / 9)
+# 3 x 0.1 / 5), the same birth date (0.9), one home (0.9 on postcode and address, and 0.1 spread
+# over the other residence levels, three of them at home: postcode, address, similar address).
+AT_HOME_SHARE = 0.96 * 0.9 * (0.9 + 3 * 0.1 / (len(RESIDENCE_LEVELS) - 2))
 
 
 def twins_and_duplicates() -> np.ndarray:
