@@ -90,6 +90,7 @@ PAIR_SEPARATOR = "\x1f"  # joins two raw fields into one value for map_unique
 # The two raw fields read by the columns derived from two (each listed under the second).
 NAME_PAIR_FIELDS = ("forename", "surname")
 PREMISES_FIELDS = ("postcode", "address")
+HOUSEHOLD_BIRTHDAY_FIELDS = ("postcode", "surname", "dob")
 MISSING_NEAR_TOKEN = np.uint64(0)  # a position without a token in a near-token matrix
 HEX_VALUES = np.full(256, 255, dtype=np.uint8)  # ASCII code -> value of a hex digit, else 255
 HEX_VALUES[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16)
@@ -715,6 +716,23 @@ def name_pair_values(value: str | None, key: bytes) -> Values:
     return {"name_pair_token": token(key, "name_pair", "|".join(sorted(names)))}
 
 
+def household_birthday_values(value: str | None, key: bytes) -> Values:
+    """The token of a birthday in one household, from 'postcode<SEP>surname<SEP>dob': HMAC of
+    the normalised full postcode, surname and the day and month of birth (field
+    'household_birthday'), which a date of birth with its year keyed wrong keeps; None when the
+    postcode is not a UK postcode or a part is missing. Keyed with the postcode and surname, it
+    agrees only within one household, so it says no more of a birthday than the date of birth
+    token does: a token of the day and month alone would agree across all children born on one
+    day of the year."""
+    postcode, surname, dob = ((value or "").split(PAIR_SEPARATOR) + ["", ""])[:3]
+    parts, name = normalise_postcode(postcode), normalise_name(surname)
+    if parts is None or name is None or len(dob) != len("YYYY-MM-DD"):
+        return {"household_birthday_token": None}
+    return {
+        "household_birthday_token": token(key, "household_birthday", f"{parts[0]}|{name}|{dob[5:]}")
+    }
+
+
 def premises_numbers(address: str) -> str | None:
     """The words of normalised address lines that hold a digit, in order ('FLAT 2 10A HIGH ST'
     -> '2 10A'): the house and flat numbers; None when there are none (a house name only)."""
@@ -749,30 +767,41 @@ def premises_values(value: str | None, key: bytes) -> Values:
     return derived
 
 
-def two_field_columns(
+def joined_field_columns(
     table: pa.Table,
     fields: Sequence[str],
-    sources: tuple[str, str],
+    sources: tuple[str, ...],
     derive: Callable[[Any], Values],
     pool: Executor | None = None,
 ) -> Derived:
-    """Columns derived from two raw fields joined by PAIR_SEPARATOR, row by row: null
-    throughout unless both are among the fields pseudonymised, else null where either is."""
+    """Columns derived from several raw fields joined by PAIR_SEPARATOR (dob as an ISO date),
+    row by row: null throughout unless all are among the fields pseudonymised, else null where
+    any is."""
     if not set(sources) <= set(fields):
         return {name: pa.nulls(table.num_rows, pa.string()) for name in derive(None)}
-    values = [table.column(f).combine_chunks().cast(pa.string()) for f in sources]
-    joined = pc.binary_join_element_wise(*values, PAIR_SEPARATOR)
+    values = [
+        parse_date(table.column(f))[0] if f == "dob" else table.column(f).combine_chunks()
+        for f in sources
+    ]
+    joined = pc.binary_join_element_wise(*(v.cast(pa.string()) for v in values), PAIR_SEPARATOR)
     return map_unique(joined, derive, pool)
 
 
 def paired_columns(
     table: pa.Table, fields: Sequence[str], key: bytes, pool: Executor | None = None
 ) -> Derived:
-    """The columns derived from two raw fields each: name_pair_token (forename and surname),
-    premises_token and street_token (postcode and address)."""
-    return two_field_columns(
-        table, fields, NAME_PAIR_FIELDS, partial(name_pair_values, key=key), pool
-    ) | two_field_columns(table, fields, PREMISES_FIELDS, partial(premises_values, key=key), pool)
+    """The columns derived from several raw fields each: name_pair_token (forename and surname),
+    premises_token and street_token (postcode and address), household_birthday_token (postcode,
+    surname and date of birth)."""
+    sources = (
+        (NAME_PAIR_FIELDS, name_pair_values),
+        (PREMISES_FIELDS, premises_values),
+        (HOUSEHOLD_BIRTHDAY_FIELDS, household_birthday_values),
+    )
+    derived: Derived = {}
+    for fields_of, values in sources:
+        derived |= joined_field_columns(table, fields, fields_of, partial(values, key=key), pool)
+    return derived
 
 
 def dob_values(value: date | None, key: bytes) -> Values:

@@ -643,22 +643,52 @@ def test_street_token_is_the_postcode_and_the_words_without_a_digit() -> None:
             (["LS6 2AB", "LS6 2AB", None], ["12 Acorn Road", "12 Acorn Rd", "12 Acorn Road"]),
             ("premises_token", "street_token"),
         ),
+        (
+            ("postcode", "surname", "dob"),
+            (["LS6 2AB", "ls62ab", None], ["Smith", "SMITH", "Smith"], ["2013-08-23"] * 3),
+            ("household_birthday_token",),
+        ),
     ],
 )
-def test_identity_frame_derives_two_field_tokens_from_both_fields_listed_under_the_second(
-    sources: tuple[str, str], values: tuple[list, list], derived: tuple[str, ...]
+def test_identity_frame_derives_joined_field_tokens_from_all_fields_listed_under_the_last(
+    sources: tuple[str, ...], values: tuple[list, ...], derived: tuple[str, ...]
 ) -> None:
-    """The name pair (forename, surname) and the premises and street tokens (postcode, address):
-    equal for rows 1 and 2, null where a field is missing or not pseudonymised."""
-    rows = pd.DataFrame({"local_id": ["1", "2", "3"], sources[0]: values[0], sources[1]: values[1]})
+    """The name pair (forename, surname), the premises and street tokens (postcode, address) and
+    the household birthday (postcode, surname, dob): equal for rows 1 and 2, null where a field
+    is missing or not pseudonymised."""
+    rows = pd.DataFrame({"local_id": ["1", "2", "3"]} | dict(zip(sources, values, strict=True)))
     table = pseudonymise_identity_frame(rows, "health", KEY)
     for column in derived:
         tokens = table.column(column).to_pylist()
         assert tokens[0] == tokens[1] and tokens[0] is not None and tokens[2] is None, column
-    second_only = pseudonymise_identity_frame(rows, "health", KEY, fields=[sources[1]])
-    assert all(second_only.column(c).null_count == 3 for c in derived)
+    last_only = pseudonymise_identity_frame(rows, "health", KEY, fields=[sources[-1]])
+    assert all(last_only.column(c).null_count == 3 for c in derived)
     first_only = pseudonymise_identity_frame(rows, "health", KEY, fields=[sources[0]])
     assert not set(derived) & set(first_only.column_names)
+
+
+def test_household_birthday_token_keeps_the_day_and_month_in_one_household_only() -> None:
+    """The token ignores the birth year (a year keyed wrong keeps it, UK or ISO dates alike) but
+    not the day, month, postcode or surname: it agrees only within one household."""
+    rows = pd.DataFrame(
+        {
+            "local_id": [str(i) for i in range(6)],
+            "postcode": ["LS6 2AB", "LS6 2AB", "LS6 2AB", "LS6 2AB", "LS6 2AD", "LS6 2AB"],
+            "surname": ["Thobson", "Thobson", "Thobson", "Thobson", "Thobson", "Thomson"],
+            "dob": [
+                "2013-08-23",
+                "23/08/2014",
+                "2013-08-22",
+                "2013-09-23",
+                "2013-08-23",
+                "2013-08-23",
+            ],
+        }
+    )
+    tokens = pseudonymise_identity_frame(rows, "health", KEY).column("household_birthday_token")
+    first, *others = tokens.to_pylist()
+    assert first is not None and others[0] == first
+    assert len({first, *others[1:]}) == len(others)
 
 
 @pytest.mark.parametrize(
@@ -782,15 +812,17 @@ def test_nickname_alt_token_equals_full_name_token() -> None:
 
 
 def test_no_date_of_birth_token_agrees_across_different_dates() -> None:
-    """Only the full date is tokenised: a token of part of the date (day, or day and month
-    swapped) would agree across records with different clear birth months and reveal the day."""
+    """Only the full date is tokenised, and the day and month within one household: a token of
+    part of the date alone (day, or day and month swapped) would agree across records with
+    different clear birth months and reveal the day."""
     spec = contract("health_referrals")
     dates = (date(2015, 3, 7), date(2015, 7, 3), date(2016, 9, 7), date(2015, 3, 8))
     people = [person(dob=d, local_id=f"EMS-{i}") for i, d in enumerate(dates)]
     out = pseudonymise_table(raw_table(spec, people), spec, KEY).to_pylist()
     dob_columns = [c.name for c in spec.pseudonymised_columns if c.source == "dob"]
-    assert sorted(dob_columns) == ["birth_ym", "dob_token"]
-    assert len({r["dob_token"] for r in out}) == len(dates)
+    assert sorted(dob_columns) == ["birth_ym", "dob_token", "household_birthday_token"]
+    for column in ("dob_token", "household_birthday_token"):
+        assert len({r[column] for r in out}) == len(dates), column
 
 
 def test_identifier_tokens_only_for_valid_values() -> None:

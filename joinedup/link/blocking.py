@@ -100,6 +100,8 @@ BLOCKING_RULES: tuple[Rule, ...] = (
     same_on("year_name_pair", BIRTH_YEAR, "name_pair_token"),  # forename and surname swapped
     same_on("postcode_forename", "postcode_token", "forename_alt_token"),
     same_on("postcode_year", "postcode_token", BIRTH_YEAR),
+    # The birth year keyed wrong and the forename garbled, at home: one household's birthday.
+    same_on("household_birthday", "household_birthday_token"),
     # The date of birth missing or wrong: the forename and the surname's sound at the same address
     # lines (a surname typo that keeps its Soundex code still meets).
     BloomBandRule("names_address", ("forename_alt_token", "surname_phonetic_token"), bands=20),

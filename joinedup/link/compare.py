@@ -101,6 +101,7 @@ CODED_COLUMNS = (
     "name_pair_token",
     "dob_token",
     "birth_ym",
+    "household_birthday_token",
     "sex",
     "postcode_token",
     "postcode_sector_token",

@@ -68,6 +68,10 @@ def side_of(agency: str, rows: list[dict]) -> Side:
         record |= ps.address_values(row.get("address"), KEY)
         for field in ("forename", "surname"):
             record |= ps.name_values(row.get(field), KEY, field)
+        if "postcode" in row:
+            record |= ps.postcode_values(row["postcode"], KEY)
+            household = ps.PAIR_SEPARATOR.join((row["postcode"], row["surname"], row["born"]))
+            record |= ps.household_birthday_values(household, KEY)
         records.append(record)
     return prepare_side(agency, pd.DataFrame(records), BITS)
 
@@ -147,6 +151,34 @@ def test_default_rules_pair_garbled_names_with_one_date_of_birth_and_address() -
         [
             {"forename": "CTERCTEKO", "surname": "ISABELA", "dob": "d1", "address": HOME},
             {"forename": "JOHN", "surname": "DOE", "dob": "d1", "address": "1 HIGH STREET LEEDS"},
+        ],
+    )
+    assert candidate_pairs(left, right).tolist() == [[0, 0]]
+
+
+def test_default_rules_pair_a_wrong_birth_year_and_a_forename_typo_in_one_household() -> None:
+    """household_birthday: a birth year keyed wrong and a forename typo (no name, date or year
+    key agrees) meet on the day and month of birth with the postcode and surname; a sibling born
+    on another day, and the same birthday in another household, do not."""
+
+    def child(forename: str, born: str, postcode: str = "LS6 2AB", surname: str = "THOBSON"):
+        return {
+            "forename": forename,
+            "surname": surname,
+            "born": born,
+            "dob": born,
+            "postcode": postcode,
+            "address": HOME,
+        }
+
+    left = side_of("education", [child("OISIN", "2014-08-23")])
+    right = side_of(
+        "health",
+        [
+            child("OINSIN", "2013-08-23"),
+            child("OSCAR", "2013-08-22"),
+            child("OINSIN", "2013-08-23", surname="THOMSON"),
+            child("OINSIN", "2013-08-23", postcode="LS6 2AD"),
         ],
     )
     assert candidate_pairs(left, right).tolist() == [[0, 0]]
