@@ -13,7 +13,9 @@ Stages (1-6 score the pairs, in `score.py`: `score_agency_pair` for two agencies
    Forenames have an 'alt' level (equal only once nicknames are resolved) below 'exact', so a
    child's own record outranks a sibling's nickname-equivalent one; names have a 'dice50' level
    (0.5 <= Dice < 0.75) because single keying errors in short names land there, while the
-   unrelated names of twins almost never do.
+   unrelated names of twins almost never do. Where a name differs, 'novelty' grades how much
+   rarer the rarer of the two names is in its agency: a keying error makes a rare name, twins
+   and strangers have real ones (`compare.name_novelty`).
 4. `fit_model`: an unsupervised multi-level Fellegi-Sunter model per agency pair. u comes from
    random record pairs; m is estimated by EM without labels in training sessions (Splink-style:
    a session takes a uniform sample of all record pairs that agree on some fields, not only the

@@ -12,6 +12,7 @@ import binascii
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -86,8 +87,18 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("residence", RESIDENCE_LEVELS),
     Comparison("ethnicity", (MISSING, "exact", "group", "disagree")),
     Comparison("area", (MISSING, "agree", "disagree")),
+    # How much rarer than the other a differing name is (see name_novelty): a keying error makes
+    # a name few others have (SAAN beside SANA), while twins, siblings and strangers have real
+    # names (DINA and LINA). 'rarer_20': at most a twentieth as common; 'rarer_4': a quarter.
+    Comparison("novelty", (MISSING, "rarer_20", "rarer_4", "alike")),
 )
 COMPARISON_NAMES = tuple(c.name for c in COMPARISONS)
+DERIVED_COMPARISONS = ("novelty",)  # set from the other levels, after recordlinkage's features
+FEATURE_NAMES = tuple(n for n in COMPARISON_NAMES if n not in DERIVED_COMPARISONS)
+# Per record, how many of its agency's records share its name token (see prepare_side).
+NAME_COUNT_COLUMNS = {"forename": "forename_count", "surname": "surname_count"}
+NAME_SAME_LEVELS = {"forename": ("exact", "alt"), "surname": ("exact", "swapped")}
+NOVELTY_RATIOS = (1 / 20, 1 / 4)
 
 # Columns coded as integers (tokens and clear values), Bloom filters and near-token columns.
 CODED_COLUMNS = (
@@ -234,6 +245,8 @@ def prepare_side(agency: str, records: pd.DataFrame, bloom_bits: int) -> Side:
         coded[name] = value_codes(values)[order]
     unknown = coded[ETHNICITY_GROUP] == NULL_CODE
     coded["ethnicity"][unknown] = NULL_CODE
+    for name, column in NAME_COUNT_COLUMNS.items():
+        coded[column] = value_counts(coded[f"{name}_token"])
     year, month = birth_parts(string_column("birth_ym"))
     coded[BIRTH_YEAR], coded[BIRTH_MONTH] = year[order], month[order]
     words = bloom_bits // 64
@@ -253,6 +266,14 @@ def prepare_side(agency: str, records: pd.DataFrame, bloom_bits: int) -> Side:
         nhs_near2=near["nhs2"],
         upn_near2=near["upn2"],
     )
+
+
+def value_counts(codes: np.ndarray) -> np.ndarray:
+    """How often each code's value occurs among the codes; 0 for null."""
+    _, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+    out = counts[inverse.reshape(-1)].astype(np.int64)
+    out[codes == NULL_CODE] = 0
+    return out
 
 
 def ethnicity_groups(ethnicity: pa.Array) -> pa.Array:
@@ -516,7 +537,7 @@ def build_compare(left: Side, right: Side) -> recordlinkage.Compare:
         "ethnicity": ExactLevels(("ethnicity", ETHNICITY_GROUP), label="ethnicity"),
         "area": ExactLevels(("la_code",), label="area"),
     }
-    return recordlinkage.Compare([features[name] for name in COMPARISON_NAMES])
+    return recordlinkage.Compare([features[name] for name in FEATURE_NAMES])
 
 
 def pair_chunks(pairs: np.ndarray, chunk_pairs: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -534,9 +555,12 @@ def comparison_levels(
     for start, chunk in pair_chunks(pairs, chunk_pairs):
         index = pd.MultiIndex.from_arrays([chunk[:, 0], chunk[:, 1]])
         features = compare.compute(index, left.records, right.records)
-        levels[start : start + len(chunk)] = features[list(COMPARISON_NAMES)].to_numpy(np.int8)
+        computed = features[list(FEATURE_NAMES)].to_numpy(np.int8)
+        levels[start : start + len(chunk), : len(FEATURE_NAMES)] = computed
     swapped = names_swapped(left, right, pairs, levels)
-    return without_sex_implied_by_forename(with_swapped_names(levels, swapped))
+    levels = without_sex_implied_by_forename(with_swapped_names(levels, swapped))
+    levels[:, COMPARISON_NAMES.index("novelty")] = name_novelty(left, right, pairs, levels)
+    return levels
 
 
 def names_swapped(left: Side, right: Side, pairs: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -550,6 +574,26 @@ def names_swapped(left: Side, right: Side, pairs: np.ndarray, levels: np.ndarray
     forename_exact = np.isin(forename, [level_code("forename", n) for n in ("exact", "alt")])
     surname_exact = surname == level_code("surname", "exact")
     return equal_not_null(pair_l, pair_r) & ~forename_exact & ~surname_exact
+
+
+def name_novelty(left: Side, right: Side, pairs: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """The novelty level of each pair: missing where no name differs (each agrees, is missing
+    or was swapped); else by the smallest ratio, over the names that differ, of the rarer
+    name's share of its agency's records to the commoner's (NOVELTY_RATIOS)."""
+    ratio = np.full(len(pairs), np.inf)  # inf: no name differs
+    for name, column in NAME_COUNT_COLUMNS.items():
+        k = COMPARISON_NAMES.index(name)
+        same = [level_code(name, level) for level in NAME_SAME_LEVELS[name]]
+        differs = (levels[:, k] != 0) & ~np.isin(levels[:, k], same)
+        share_l = left.records[column].to_numpy(np.int64)[pairs[:, 0]] / max(len(left), 1)
+        share_r = right.records[column].to_numpy(np.int64)[pairs[:, 1]] / max(len(right), 1)
+        low, high = np.minimum(share_l, share_r), np.maximum(share_l, share_r)
+        rarer = np.divide(low, high, out=np.ones_like(low), where=high > 0)
+        ratio = np.where(differs, np.minimum(ratio, rarer), ratio)
+    code = partial(level_code, "novelty")
+    conditions = [ratio <= NOVELTY_RATIOS[0], ratio <= NOVELTY_RATIOS[1], np.isfinite(ratio)]
+    choices = [code("rarer_20"), code("rarer_4"), code("alike")]
+    return np.select(conditions, choices, default=0).astype(np.int8)
 
 
 def with_swapped_names(levels: np.ndarray, swapped: np.ndarray) -> np.ndarray:
@@ -587,12 +631,9 @@ def agreement_pattern_table(levels: np.ndarray) -> Patterns:
     radices = np.array([len(c.levels) for c in COMPARISONS], dtype=np.int64)
     places = np.concatenate([[1], np.cumprod(radices[:-1])])
     code = levels.astype(np.int64) @ places
-    counts = np.bincount(code, minlength=int(radices.prod()))
-    present = np.flatnonzero(counts)
-    lookup = np.zeros(len(counts), dtype=np.int64)
-    lookup[present] = np.arange(len(present))
+    present, inverse, counts = np.unique(code, return_inverse=True, return_counts=True)
     table = (present[:, None] // places) % radices
-    return Patterns(table.astype(np.int8), counts[present].astype(float), lookup[code])
+    return Patterns(table.astype(np.int8), counts.astype(float), inverse.reshape(-1))
 
 
 def agreement_patterns(levels: np.ndarray) -> list[str]:

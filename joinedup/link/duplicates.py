@@ -53,9 +53,10 @@ from joinedup.link.model import (
     surely_distinct,
 )
 
-# The comparisons that tell one child from twins at one birth and home: forename, and sex (seen
-# only where forenames differ; half of all twins are of the other sex, one child never is).
-TWIN_EVIDENCE = ("forename", "sex")
+# The comparisons that tell one child from twins at one birth and home: forename, sex (seen
+# only where forenames differ; half of all twins are of the other sex, one child never is) and
+# novelty (twins have real names; a keying error makes a rare one).
+TWIN_EVIDENCE = ("forename", "sex", "novelty")
 SAME_NAME = ("exact", "alt")  # forename levels never seen in twins
 CORROBORATION_LEVELS = ("none", "shared", "split", "mixed", "number")
 

@@ -207,3 +207,30 @@ def test_agreement_pattern_table_counts_distinct_rows() -> None:
     assert table.counts.tolist() == [2.0, 1.0]
     np.testing.assert_array_equal(table.levels[table.inverse], levels)
     assert agreement_patterns(levels.astype(np.int8))[0].startswith("nhs:agree|upn:agree|")
+
+
+def novelty_of(left_names: list[str], right_names: list[str]) -> str:
+    """The novelty level of the pair of first records of two sides whose records have these
+    forenames (surname SMITH throughout), each side counting its own names."""
+    sides = []
+    for agency, names in (("education", left_names), ("health", right_names)):
+        rows = [record(f"{agency}{i}", forename=name) for i, name in enumerate(names)]
+        side = prepare_side(agency, pd.DataFrame(rows), BITS)
+        first = rows[0]["person_token"]
+        sides.append((side, int(np.flatnonzero(side.records.person_token == first)[0])))
+    (a, i), (b, j) = sides
+    levels = comparison_levels(a, b, np.array([[i, j]]))
+    return COMPARISONS[-1].levels[levels[0, COMPARISON_NAMES.index("novelty")]]
+
+
+def test_novelty_grades_how_much_rarer_a_differing_name_is_than_the_other() -> None:
+    """A keying error is a name far rarer than the one it garbles (SAAN once or five times, SANA
+    40 times, in 80 records on each side); two real names are alike in frequency (LINA and DINA,
+    20 times each); names that agree leave novelty missing."""
+    common = ["SANA"] * 40 + ["DINA"] * 20 + ["OTHER"] * 20
+    assert novelty_of(["SAAN", *common[1:]], common) == "rarer_20"
+    assert novelty_of(["SAAN", *["SAAN"] * 4, *common[5:]], common) == "rarer_4"
+    lina, dina = ["LINA"] * 20 + common[20:], ["DINA"] * 20 + common[20:]
+    assert novelty_of(lina, dina) == "alike"
+    assert novelty_of(common, common) == "missing"
+    assert COMPARISONS[-1].name == "novelty"
