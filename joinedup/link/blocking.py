@@ -76,6 +76,7 @@ class BloomBandRule:
 
 Rule = BlockingRule | NearTokenRule | BloomBandRule
 BAND_SEED = 20240901
+BAND_CHUNK_ROWS = 1 << 18  # filters turned to one row per word at a time (32 MB)
 
 
 # Each rule is tight enough that blocks stay small at a million records per agency (a full date
@@ -201,23 +202,33 @@ def bloom_band_keys(
     """(keys, record rows) with one key per record and band: the column key mixed with the band
     number and the band's sampled bits; -1 where the column key is null or the filter empty."""
     positions = band_positions(words.shape[1] * 64, bands, band_bits)
-    word, shift = positions // 64, (positions % 64).astype(np.uint64)
-    one = np.uint64(1)
     keys = np.empty((len(words), bands), dtype=np.int64)
     empty = np.zeros((len(words), bands), dtype=bool)
     with np.errstate(over="ignore"):
-        for band in range(bands):
-            value = np.zeros(len(words), dtype=np.uint64)
-            for j in range(band_bits):
-                bit = (words[:, word[band, j]] >> shift[band, j]) & one
-                value |= bit << np.uint64(j)
-            empty[:, band] = value == 0
-            tag = mix(np.uint64(band) * MIX_MULTIPLIER + value)
-            keys[:, band] = (
-                mix(column_keys.astype(np.uint64) * MIX_MULTIPLIER + tag) >> one
-            ).astype(np.int64)
+        for start in range(0, len(words), BAND_CHUNK_ROWS):
+            rows = slice(start, start + BAND_CHUNK_ROWS)
+            by_word = np.ascontiguousarray(words[rows].T)  # one contiguous row per word
+            for band in range(bands):
+                value = band_value(by_word, positions[band])
+                empty[rows, band] = value == 0
+                tag = mix(np.uint64(band) * MIX_MULTIPLIER + value)
+                keys[rows, band] = (
+                    mix(column_keys[rows].astype(np.uint64) * MIX_MULTIPLIER + tag) >> np.uint64(1)
+                ).astype(np.int64)
     keys[empty | (column_keys == NULL_KEY)[:, None]] = NULL_KEY
     return keys.reshape(-1), np.repeat(np.arange(len(words)), bands)
+
+
+def band_value(by_word: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Per filter, bit j set where the filter's bit positions[j] is (bit p: bit p % 64 of word
+    p // 64); by_word holds the filters' words one row per word, so each read is contiguous."""
+    value = np.zeros(by_word.shape[1], dtype=np.uint64)
+    bit = np.empty_like(value)
+    for j, position in enumerate(positions):
+        np.right_shift(by_word[position // 64], np.uint64(position % 64), out=bit)
+        np.bitwise_and(bit, np.uint64(1), out=bit)
+        np.bitwise_or(value, np.left_shift(bit, np.uint64(j), out=bit), out=value)
+    return value
 
 
 def side_keys(side: Side | pd.DataFrame, rule: Rule, left: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ from joinedup.link.blocking import (
     BlockingRule,
     BloomBandRule,
     NearTokenRule,
+    band_value,
     candidate_pairs,
     candidate_pairs_of,
     pairs_sharing,
@@ -182,6 +183,18 @@ def test_default_rules_pair_a_wrong_birth_year_and_a_forename_typo_in_one_househ
         ],
     )
     assert candidate_pairs(left, right).tolist() == [[0, 0]]
+
+
+def test_band_value_sets_bit_j_from_the_filter_bit_at_the_jth_position() -> None:
+    """Bit p of a filter is bit p % 64 of word p // 64; the band's value reads its positions in
+    order, so the same filter bits in another order give another value."""
+    words = np.zeros((2, 2), dtype=np.uint64)
+    words[0, 0] = np.uint64(1) << np.uint64(3)  # bit 3
+    words[0, 1] = np.uint64(1) << np.uint64(63)  # bit 127
+    by_word = np.ascontiguousarray(words.T)
+    assert band_value(by_word, np.array([127, 5, 3])).tolist() == [0b101, 0]
+    assert band_value(by_word, np.array([3, 127])).tolist() == [0b11, 0]
+    assert band_value(by_word, np.array([5, 3])).tolist() == [0b10, 0]
 
 
 def test_records_frame_without_side_gets_no_near_token_or_band_keys() -> None:
