@@ -86,8 +86,8 @@ NEAR_MASK = "*"
 HMAC_BLOCK = 64  # bytes in a SHA-256 block, the width of HMAC's padded key
 NEAR_TOKEN_HEX = 16  # hex digits (64 bits) of one near token
 NHS_NEAR_POSITIONS, UPN_NEAR_POSITIONS = 10, 13
-PAIR_SEPARATOR = "\x1f"  # joins two raw fields into one value for map_unique
-# The two raw fields read by the columns derived from two (each listed under the second).
+PAIR_SEPARATOR = "\x1f"  # joins several raw fields into one value for map_unique
+# The raw fields read by the columns derived from several (each listed under the last).
 NAME_PAIR_FIELDS = ("forename", "surname")
 PREMISES_FIELDS = ("postcode", "address")
 HOUSEHOLD_BIRTHDAY_FIELDS = ("postcode", "surname", "dob")
