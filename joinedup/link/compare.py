@@ -95,6 +95,7 @@ COMPARISONS: tuple[Comparison, ...] = (
 COMPARISON_NAMES = tuple(c.name for c in COMPARISONS)
 DERIVED_COMPARISONS = ("novelty",)  # set from the other levels, after recordlinkage's features
 FEATURE_NAMES = tuple(n for n in COMPARISON_NAMES if n not in DERIVED_COMPARISONS)
+FEATURE_COLUMNS = [COMPARISON_NAMES.index(n) for n in FEATURE_NAMES]  # their columns in levels
 # Per record, how many of its agency's records share its name token (see prepare_side).
 NAME_COUNT_COLUMNS = {"forename": "forename_count", "surname": "surname_count"}
 NAME_SAME_LEVELS = {"forename": ("exact", "alt"), "surname": ("exact", "swapped")}
@@ -556,7 +557,7 @@ def comparison_levels(
         index = pd.MultiIndex.from_arrays([chunk[:, 0], chunk[:, 1]])
         features = compare.compute(index, left.records, right.records)
         computed = features[list(FEATURE_NAMES)].to_numpy(np.int8)
-        levels[start : start + len(chunk), : len(FEATURE_NAMES)] = computed
+        levels[start : start + len(chunk), FEATURE_COLUMNS] = computed
     swapped = names_swapped(left, right, pairs, levels)
     levels = without_sex_implied_by_forename(with_swapped_names(levels, swapped))
     levels[:, COMPARISON_NAMES.index("novelty")] = name_novelty(left, right, pairs, levels)
