@@ -105,8 +105,6 @@ VALID, INVALID, MISSING = "valid", "invalid", "missing"
 
 Values = dict[str, str | None]
 Derived = dict[str, pa.Array]
-PARALLEL_MIN_VALUES = 20_000  # columns with fewer distinct values are derived in-process
-PARALLEL_CHUNKS = 8  # chunks of distinct values handed to a pool
 CLEAR_FIELDS = frozenset({"sex", "ethnicity"})
 NEAR_TOKEN_PREFIXES = {"nhs_number": "nhs", "upn": "upn"}  # identifier fields with near tokens
 
@@ -180,6 +178,8 @@ def street_types() -> dict[str, str]:
 def fold_accents(value: str) -> str:
     """The text with accents and other marks dropped and letters such as Ł spelled in Latin
     base letters (Zoë -> Zoe, Łukasz -> Lukasz, Strauß -> Strauss)."""
+    if value.isascii():  # nothing to fold (most values): no decomposition to make
+        return value
     decomposed = unicodedata.normalize("NFKD", value.translate(UNDECOMPOSED_LETTERS))
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
@@ -376,12 +376,31 @@ def dice(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     if a.shape != b.shape:
         raise ValueError(f"filter matrices differ in shape: {a.shape} and {b.shape}")
-    left, right = _as_words(a), _as_words(b)
-    shared = np.bitwise_count(left & right).sum(axis=1, dtype=np.int64)
-    total = np.bitwise_count(left).sum(axis=1, dtype=np.int64)
-    total += np.bitwise_count(right).sum(axis=1, dtype=np.int64)
+    rows = np.arange(len(np.atleast_2d(a)))
+    return dice_of_rows(a, b, rows, rows, filter_sizes(a), filter_sizes(b))
+
+
+def filter_sizes(filters: np.ndarray) -> np.ndarray:
+    """The number of bits set in each filter (row) of a filter matrix."""
+    return np.bitwise_count(_as_words(filters)).sum(axis=1, dtype=np.int64)
+
+
+def dice_of_rows(
+    left: np.ndarray,
+    right: np.ndarray,
+    left_rows: np.ndarray,
+    right_rows: np.ndarray,
+    left_sizes: np.ndarray,
+    right_sizes: np.ndarray,
+) -> np.ndarray:
+    """dice(left[left_rows], right[right_rows]) given each filter's size (filter_sizes, counted
+    once per filter rather than once per pair): only the shared bits are counted pair by pair."""
+    if np.atleast_2d(left).shape[1:] != np.atleast_2d(right).shape[1:]:
+        raise ValueError(f"filter matrices differ in width: {left.shape} and {right.shape}")
+    shared = np.bitwise_count(_as_words(left)[left_rows] & _as_words(right)[right_rows])
+    total = left_sizes[left_rows] + right_sizes[right_rows]
     result = np.zeros(len(total), dtype=np.float64)
-    np.divide(2 * shared, total, out=result, where=total > 0)
+    np.divide(2 * shared.sum(axis=1, dtype=np.int64), total, out=result, where=total > 0)
     return result
 
 
@@ -578,7 +597,7 @@ def near_token_agreement(
 
 
 def derived_values(values: list[Any], derive: Callable[[Any], Values]) -> Derived:
-    """The columns derived from each of values, in their order (run in a worker process too)."""
+    """The columns derived from each of values, in their order."""
     rows = [derive(value) for value in values]
     return {name: pa.array([row[name] for row in rows], type=pa.string()) for name in derive(None)}
 
@@ -600,27 +619,10 @@ def map_distinct(
     return columns
 
 
-def map_unique(
-    column: pa.ChunkedArray | pa.Array,
-    derive: Callable[[Any], Values],
-    pool: Executor | None = None,
-) -> Derived:
+def map_unique(column: pa.ChunkedArray | pa.Array, derive: Callable[[Any], Values]) -> Derived:
     """Columns derived once per distinct value of a column, value by value (nulls get
-    derive(None)).
-
-    pool: worker processes that derive the distinct values chunk by chunk (the keyed hashing is
-    pure Python, one core per process); the result is the same as without."""
-
-    def derive_columns(distinct: list[Any]) -> Derived:
-        if pool is None or len(distinct) < PARALLEL_MIN_VALUES:
-            parts = [derived_values(distinct, derive)]
-        else:
-            size = -(-len(distinct) // PARALLEL_CHUNKS)
-            chunks = [distinct[start : start + size] for start in range(0, len(distinct), size)]
-            parts = list(pool.map(derived_values, chunks, [derive] * len(chunks)))
-        return {name: pa.concat_arrays([part[name] for part in parts]) for name in derive(None)}
-
-    return map_distinct(column, derive_columns)
+    derive(None))."""
+    return map_distinct(column, partial(derived_values, derive=derive))
 
 
 def local_id_values(value: str | None, key: bytes, agency: str) -> Values:
@@ -768,40 +770,27 @@ def premises_values(value: str | None, key: bytes) -> Values:
 
 
 def joined_field_columns(
-    table: pa.Table,
-    fields: Sequence[str],
-    sources: tuple[str, ...],
-    derive: Callable[[Any], Values],
-    pool: Executor | None = None,
+    table: pa.Table, sources: tuple[str, ...], derive: Callable[[Any], Values]
 ) -> Derived:
-    """Columns derived from several raw fields joined by PAIR_SEPARATOR (dob as an ISO date),
-    row by row: null throughout unless all are among the fields pseudonymised, else null where
-    any is."""
-    if not set(sources) <= set(fields):
-        return {name: pa.nulls(table.num_rows, pa.string()) for name in derive(None)}
+    """Columns derived from several raw fields of the table joined by PAIR_SEPARATOR (dob as an
+    ISO date), row by row: null where any of them is."""
     values = [
         parse_date(table.column(f))[0] if f == "dob" else table.column(f).combine_chunks()
         for f in sources
     ]
     joined = pc.binary_join_element_wise(*(v.cast(pa.string()) for v in values), PAIR_SEPARATOR)
-    return map_unique(joined, derive, pool)
+    return map_unique(joined, derive)
 
 
-def paired_columns(
-    table: pa.Table, fields: Sequence[str], key: bytes, pool: Executor | None = None
-) -> Derived:
-    """The columns derived from several raw fields each: name_pair_token (forename and surname),
-    premises_token and street_token (postcode and address), household_birthday_token (postcode,
-    surname and date of birth)."""
-    sources = (
-        (NAME_PAIR_FIELDS, name_pair_values),
-        (PREMISES_FIELDS, premises_values),
-        (HOUSEHOLD_BIRTHDAY_FIELDS, household_birthday_values),
-    )
-    derived: Derived = {}
-    for fields_of, values in sources:
-        derived |= joined_field_columns(table, fields, fields_of, partial(values, key=key), pool)
-    return derived
+def joined_field_sources(key: bytes) -> dict[tuple[str, ...], Callable[[Any], Values]]:
+    """The columns derived from several raw fields each, by their fields: name_pair_token
+    (forename and surname), premises_token and street_token (postcode and address),
+    household_birthday_token (postcode, surname and date of birth)."""
+    return {
+        NAME_PAIR_FIELDS: partial(name_pair_values, key=key),
+        PREMISES_FIELDS: partial(premises_values, key=key),
+        HOUSEHOLD_BIRTHDAY_FIELDS: partial(household_birthday_values, key=key),
+    }
 
 
 def dob_values(value: date | None, key: bytes) -> Values:
@@ -842,11 +831,9 @@ def identity_derivers(key: bytes, agency: str) -> dict[str, Callable[[Any], Valu
     }
 
 
-def derive_identity(
-    table: pa.Table, field: str, key: bytes, agency: str, pool: Executor | None = None
-) -> Derived:
-    """The pseudonymised columns derived from one raw identity field (text, or dates for dob);
-    pool: see map_unique."""
+def derive_identity(table: pa.Table, field: str, key: bytes, agency: str) -> Derived:
+    """The pseudonymised columns derived value by value from one raw identity field of the
+    table (text, or dates for dob); near tokens apart (derive_near_tokens)."""
     column = table.column(field)
     if field in CLEAR_FIELDS:
         return {field: column.combine_chunks().cast(pa.string())}
@@ -854,22 +841,61 @@ def derive_identity(
     if field not in derivers:
         raise ValueError(f"no pseudonymisation is defined for identity field {field!r}")
     column = parse_date(column)[0] if field == "dob" else column.cast(pa.string())
-    derived = map_unique(column, derivers[field], pool)
-    if field in NEAR_TOKEN_PREFIXES:  # hashed column-wise, not value by value
-        near = partial(near_columns, key=key, prefix=NEAR_TOKEN_PREFIXES[field])
-        derived |= map_distinct(column, near)
-    return derived
+    return map_unique(column, derivers[field])
+
+
+def derive_near_tokens(table: pa.Table, field: str, key: bytes) -> Derived:
+    """The near and transposition token columns of an NHS number or UPN field of the table,
+    hashed column-wise (near_columns) rather than value by value."""
+    column = table.column(field).cast(pa.string())
+    return map_distinct(column, partial(near_columns, key=key, prefix=NEAR_TOKEN_PREFIXES[field]))
+
+
+Derivation = tuple[Callable[..., Derived], tuple[Any, ...]]
+
+
+def identity_derivations(
+    table: pa.Table, fields: Sequence[str], key: bytes, agency: str
+) -> list[Derivation]:
+    """The independent derivations of the pseudonymised columns of the given raw identity
+    fields, each a function and its arguments (the table cut to the columns it reads), the
+    costliest kinds first: near tokens, then columns of several fields, then one field each."""
+    near = [
+        (derive_near_tokens, (table.select([f]), f, key))
+        for f in fields
+        if f in NEAR_TOKEN_PREFIXES
+    ]
+    joined = [
+        (joined_field_columns, (table.select(list(sources)), sources, derive))
+        for sources, derive in joined_field_sources(key).items()
+        if set(sources) <= set(fields)
+    ]
+    single = [(derive_identity, (table.select([f]), f, key, agency)) for f in fields]
+    return near + joined + single
 
 
 def derive_identity_columns(
     table: pa.Table, fields: Sequence[str], key: bytes, agency: str, pool: Executor | None = None
 ) -> Derived:
-    """Every pseudonymised column derived from the given raw identity fields, by name; pool:
-    see map_unique."""
+    """Every pseudonymised column derived from the given raw identity fields, by name; a column
+    of several fields is null throughout unless all of them are among the fields.
+
+    pool: worker processes (e.g. a ProcessPoolExecutor) that run the derivations side by side,
+    one per worker at a time (the keyed hashing is pure Python, one core per process); the
+    columns are the same as without."""
+    derivations = identity_derivations(table, fields, key, agency)
+    if pool is None:
+        parts = [derive(*arguments) for derive, arguments in derivations]
+    else:
+        futures = [pool.submit(derive, *arguments) for derive, arguments in derivations]
+        parts = [future.result() for future in futures]
     derived: Derived = {}
-    for field in fields:
-        derived.update(derive_identity(table, field, key, agency, pool))
-    return derived | paired_columns(table, fields, key, pool)
+    for sources, derive in joined_field_sources(key).items():
+        if not set(sources) <= set(fields):
+            derived |= {name: pa.nulls(table.num_rows, pa.string()) for name in derive(None)}
+    for part in parts:
+        derived |= part
+    return derived
 
 
 # --- delimited text ----------------------------------------------------------------------------
@@ -1212,8 +1238,8 @@ def pseudonymise_identity_frame(
     the frame has it; the same derivers as pseudonymise_file, so the same tokens. Other
     columns are dropped; ValueError for a field that is unknown or not in the frame.
 
-    pool: worker processes (e.g. a ProcessPoolExecutor) to share the keyed hashing of large
-    columns; the output is identical with or without."""
+    pool: worker processes (e.g. a ProcessPoolExecutor) to run the derivations side by side
+    (derive_identity_columns); the output is identical with or without."""
     require_key(key)
     if agency not in AGENCIES:
         raise ValueError(f"unknown agency {agency!r}; expected one of {AGENCIES}")

@@ -32,6 +32,8 @@ from joinedup.pseudonymise import (
     bloom_to_array,
     canonical_forename,
     dice,
+    dice_of_rows,
+    filter_sizes,
     identifier_status,
     is_valid_nhs_number,
     is_valid_upn,
@@ -343,6 +345,20 @@ def test_dice_is_row_wise_and_accepts_uint64_views() -> None:
     assert scores[0] == 1.0
     assert 0.5 < scores[1] < 1.0
     assert np.array_equal(scores, dice(left.view(np.uint64), right.view(np.uint64)))
+
+
+def test_dice_of_rows_equals_dice_of_the_gathered_rows() -> None:
+    """Filters counted once per side give each pair (rows repeated, an empty filter among
+    them) the Dice of its two gathered filters."""
+    names = ["OBRIEN", "OBRIAN", None, "KHAN"]
+    left = bloom_to_array([bloom_encode(KEY, "surname", n) if n else None for n in names])
+    right = bloom_to_array([bloom_encode(KEY, "surname", n) for n in ["OBRIEN", "CAIN"]])
+    rows_l, rows_r = np.array([0, 1, 2, 3, 1, 0]), np.array([0, 0, 1, 1, 1, 1])
+    sizes = filter_sizes(left), filter_sizes(right)
+    assert sizes[0][2] == 0 and sizes[0][0] == int(np.bitwise_count(left[0]).sum())
+    by_pair = dice_of_rows(left, right, rows_l, rows_r, *sizes)
+    assert np.array_equal(by_pair, dice(left[rows_l], right[rows_r]))
+    assert by_pair[0] == 1.0 and by_pair[2] == 0.0
 
 
 def test_bloom_to_array_puts_bit_i_in_byte_i_div_8() -> None:
@@ -892,13 +908,8 @@ def test_identity_frame_gives_the_same_columns_as_pseudonymise_file(tmp_path: Pa
     assert {"address_bloom", "nhs_near_tokens", "upn_near_tokens"} <= set(names)
 
 
-def test_identity_frame_is_identical_when_a_process_pool_shares_the_hashing(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Distinct values derived in chunks by worker processes give byte-identical columns."""
-    import joinedup.pseudonymise as module
-
-    monkeypatch.setattr(module, "PARALLEL_MIN_VALUES", 1)  # every column through the pool
+def test_identity_frame_is_identical_when_a_process_pool_shares_the_hashing() -> None:
+    """The derivations run side by side in worker processes give byte-identical columns."""
     rows = identity_rows(contract("care_cin"))
     expected = pseudonymise_identity_frame(rows, "care", KEY)
     context = multiprocessing.get_context("forkserver")
