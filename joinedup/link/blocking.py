@@ -149,6 +149,15 @@ def sorted_keys(keys: np.ndarray, rows: np.ndarray) -> SortedKeys:
     return SortedKeys(keys[order], rows[order])
 
 
+def repeated_keys(keys: SortedKeys) -> SortedKeys:
+    """The keys held by more than one row, with their rows."""
+    same = keys.keys[1:] == keys.keys[:-1]
+    kept = np.zeros(len(keys.keys), dtype=bool)
+    kept[1:] |= same
+    kept[:-1] |= same
+    return SortedKeys(keys.keys[kept], keys.rows[kept])
+
+
 def sorted_block_pairs(
     left: SortedKeys, right: SortedKeys, max_block_pairs: int, rule: str = ""
 ) -> np.ndarray:
@@ -312,9 +321,10 @@ def rule_pairs(
 
     found = {}
     for name_l, name_r in wanted:
-        pairs = sorted_block_pairs(
-            keys_of(name_l, True), keys_of(name_r, False), max_block_pairs, rule.name
-        )
+        left_keys, right_keys = keys_of(name_l, True), keys_of(name_r, False)
+        if left_keys is right_keys:  # one side with itself: only a repeated key makes a pair
+            left_keys = right_keys = repeated_keys(left_keys)
+        pairs = sorted_block_pairs(left_keys, right_keys, max_block_pairs, rule.name)
         pairs = pairs[pairs[:, 0] < pairs[:, 1]] if name_l == name_r else pairs
         found[(name_l, name_r)] = codes_of_pairs(pairs, len(sides[name_r]))
     return found

@@ -77,6 +77,17 @@ def side_of(agency: str, rows: list[dict]) -> Side:
     return prepare_side(agency, pd.DataFrame(records), BITS)
 
 
+def test_within_one_side_repeated_keys_pair_and_oversized_blocks_are_skipped_as_across() -> None:
+    """A side met with itself pairs only rows whose key repeats, and a block is measured as
+    across two sides (3 rows: 3 x 3 pairs), so the guard skips the same blocks."""
+    frame = coded(s=[1, 1, 1, 2, 3, 3])
+    rule = [BlockingRule("s", ("s",), ("s",))]
+    assert candidate_pairs(frame, None, rule, max_block_pairs=9).tolist() == [
+        [0, 1], [0, 2], [1, 2], [4, 5]
+    ]  # fmt: skip
+    assert candidate_pairs(frame, None, rule, max_block_pairs=8).tolist() == [[4, 5]]
+
+
 def test_near_token_rule_pairs_numbers_equal_or_one_character_apart_only() -> None:
     left = side_of("education", [{"nhs": "1234567"}, {"nhs": "7654321"}, {}])
     right = side_of("health", [{"nhs": "1234567"}, {"nhs": "1234867"}, {"nhs": "2134567"}, {}])
