@@ -12,7 +12,7 @@ import binascii
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,8 @@ from joinedup.link.records import BIRTH_MONTH, BIRTH_YEAR, ROW, UNKNOWN_SEX
 from joinedup.pseudonymise import (
     NHS_NEAR_POSITIONS,
     UPN_NEAR_POSITIONS,
-    dice,
+    dice_of_rows,
+    filter_sizes,
     near_token_agreement,
     near_tokens_to_array,
 )
@@ -165,6 +166,16 @@ class Side:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    @cached_property
+    def filter_sizes(self) -> dict[str, np.ndarray]:
+        """The bits set in each record's forename, surname and address filters, by field."""
+        filters = {
+            "forename": self.forename_bits,
+            "surname": self.surname_bits,
+            "address": self.address_bits,
+        }
+        return {field: filter_sizes(words) for field, words in filters.items()}
 
 
 # --- turning columns into integers -----------------------------------------------------------
@@ -326,6 +337,7 @@ class NameLevels(BaseCompareFeature):
         thresholds: tuple[float, ...] = DICE_THRESHOLDS,
         fallback_columns: tuple[str, ...] = (),
         disagree: int | None = None,
+        sizes: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         labels = [*token_columns, *fallback_columns, ROW]
         super().__init__(labels, labels, label=label)
@@ -335,18 +347,19 @@ class NameLevels(BaseCompareFeature):
         self.right_bits = right_bits
         self.thresholds = thresholds
         self.disagree = disagree
+        # bits set per filter (filter_sizes), e.g. a side's cached Side.filter_sizes
+        self.sizes = sizes or (filter_sizes(left_bits), filter_sizes(right_bits))
 
     def _compute_vectorized(self, *series: pd.Series) -> np.ndarray:
         left = [s.to_numpy() for s in series[: self.width]]
         right = [s.to_numpy() for s in series[self.width :]]
         rows_l, rows_r = left[-1].astype(np.int64), right[-1].astype(np.int64)
-        bits_l, bits_r = self.left_bits[rows_l], self.right_bits[rows_r]
         if self.tokens:
             missing = null_mask(left[0], right[0])
         else:
-            missing = ~bits_l.any(axis=1) | ~bits_r.any(axis=1)
+            missing = (self.sizes[0][rows_l] == 0) | (self.sizes[1][rows_r] == 0)
         equal = [equal_not_null(a, b) for a, b in zip(left[:-1], right[:-1], strict=True)]
-        similarity = dice(bits_l, bits_r)
+        similarity = dice_of_rows(self.left_bits, self.right_bits, rows_l, rows_r, *self.sizes)
         dice_levels = [similarity >= t for t in self.thresholds]
         conditions = [missing, *equal[: self.tokens], *dice_levels, *equal[self.tokens :]]
         disagree = len(conditions) if self.disagree is None else self.disagree
@@ -472,10 +485,17 @@ class ResidenceLevels(BaseCompareFeature):
         ROW,
     )
 
-    def __init__(self, left_bits: np.ndarray, right_bits: np.ndarray, label: str) -> None:
+    def __init__(
+        self,
+        left_bits: np.ndarray,
+        right_bits: np.ndarray,
+        label: str,
+        sizes: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         super().__init__(list(self.columns), list(self.columns), label=label)
         self.left_bits = left_bits
         self.right_bits = right_bits
+        self.sizes = sizes or (filter_sizes(left_bits), filter_sizes(right_bits))  # as NameLevels
 
     def _compute_vectorized(self, *series: pd.Series) -> np.ndarray:
         width = len(self.columns)
@@ -485,10 +505,9 @@ class ResidenceLevels(BaseCompareFeature):
         full_r, sector_r, district_r, premises_r, street_r, rows_r = (
             s.to_numpy() for s in series[width:]
         )
-        bits_l = self.left_bits[rows_l.astype(np.int64)]
-        bits_r = self.right_bits[rows_r.astype(np.int64)]
-        no_address = ~bits_l.any(axis=1) | ~bits_r.any(axis=1)
-        similarity = np.where(no_address, 0.0, dice(bits_l, bits_r))
+        rows_l, rows_r = rows_l.astype(np.int64), rows_r.astype(np.int64)
+        no_address = (self.sizes[0][rows_l] == 0) | (self.sizes[1][rows_r] == 0)
+        similarity = dice_of_rows(self.left_bits, self.right_bits, rows_l, rows_r, *self.sizes)
         full = equal_not_null(full_l, full_r)
         alike = full & ((similarity >= ADDRESS_SAME) | equal_not_null(street_l, street_r))
         other_numbers = ~null_mask(premises_l, premises_r) & (premises_l != premises_r)
@@ -524,6 +543,7 @@ def build_compare(left: Side, right: Side) -> recordlinkage.Compare:
             right.forename_bits,
             label="forename",
             fallback_columns=("forename_phonetic_token",),
+            sizes=(left.filter_sizes["forename"], right.filter_sizes["forename"]),
         ),
         "surname": NameLevels(
             ("surname_token",),
@@ -531,10 +551,16 @@ def build_compare(left: Side, right: Side) -> recordlinkage.Compare:
             right.surname_bits,
             label="surname",
             disagree=level_code("surname", "disagree"),  # 'swapped' is set afterwards
+            sizes=(left.filter_sizes["surname"], right.filter_sizes["surname"]),
         ),
         "dob": DobLevels(label="dob"),
         "sex": ExactLevels(("sex",), label="sex"),
-        "residence": ResidenceLevels(left.address_bits, right.address_bits, label="residence"),
+        "residence": ResidenceLevels(
+            left.address_bits,
+            right.address_bits,
+            label="residence",
+            sizes=(left.filter_sizes["address"], right.filter_sizes["address"]),
+        ),
         "ethnicity": ExactLevels(("ethnicity", ETHNICITY_GROUP), label="ethnicity"),
         "area": ExactLevels(("la_code",), label="area"),
     }
