@@ -204,7 +204,8 @@ def link_sides(
     decisions = current_decisions(read_decisions(decisions_path(settings)))
     cross = (pairs["agency_l"] != pairs["agency_r"]).to_numpy()
     cross_links = chosen_links(pairs[cross], decisions, settings)
-    pairs, corroboration = corroborated(pairs, cross_links)
+    before = chosen_links(pairs[~cross], decisions, settings)  # duplicates, uncorroborated
+    pairs, corroboration = corroborated(pairs, cross_links, before)
     links = pd.concat([cross_links, chosen_links(pairs[~cross], decisions, settings)])
     within = links["agency_l"] == links["agency_r"]
     clusters = cluster_records(records, links[within], one_to_one_per_pair(links[~within]))

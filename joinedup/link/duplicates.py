@@ -18,7 +18,13 @@
    date at two addresses) each link to their own record there. For each record its strongest
    link into each other agency is taken; a pair is 'shared' when both records' strongest links
    in some agency are one record and none are two, 'split' when they are two records and none
-   one, 'mixed' when both happen, and 'none' otherwise (`corroboration_levels`). A pair that
+   one, 'mixed' when both happen, and 'none' otherwise (`corroboration_levels`). Where the
+   record they share is one that either of them reaches among two children there (its links
+   in that agency go to two records that are not one child's, `crossing_records`), the pair is
+   'crossed' instead of 'shared': namesakes live there, and a child whose own record there is
+   no nearer than its namesake's (recorded at another address, or with another surname) shares
+   the namesake's record as a duplicate would (at 1M, both false education pairs under one
+   key). A pair that
    agrees on an NHS number or UPN is 'number': its records' links elsewhere were made by that
    same number, so they are no further evidence (weight 0). The Bayes factors of the other
    levels are learned from the agency's own scored pairs without labels (`fit_corroboration`):
@@ -58,7 +64,7 @@ from joinedup.link.model import (
 # novelty (twins have real names; a keying error makes a rare one).
 TWIN_EVIDENCE = ("forename", "sex", "novelty")
 SAME_NAME = ("exact", "alt")  # forename levels never seen in twins
-CORROBORATION_LEVELS = ("none", "shared", "split", "mixed", "number")
+CORROBORATION_LEVELS = ("none", "shared", "split", "mixed", "crossed", "number")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,9 +197,9 @@ class Corroboration:
         return out
 
 
-def strongest_links(links: pd.DataFrame) -> dict[tuple[str, str], pd.Series]:
-    """Per (agency, other agency): each record's strongest link there, as person_token -> the
-    other record's person_token (links: cross-agency links, both directions read)."""
+def link_ends(links: pd.DataFrame) -> pd.DataFrame:
+    """Each link from both of its ends (agency, token, other agency, other token, weight),
+    strongest first."""
     ends = []
     for me, them in (("l", "r"), ("r", "l")):
         ends.append(
@@ -208,33 +214,76 @@ def strongest_links(links: pd.DataFrame) -> dict[tuple[str, str], pd.Series]:
             )
         )
     both = pd.concat(ends, ignore_index=True)
-    both = both.sort_values(["weight", "token", "other_token"], ascending=[False, True, True])
-    best = both.drop_duplicates(["agency", "token", "other"])
+    return both.sort_values(["weight", "token", "other_token"], ascending=[False, True, True])
+
+
+def strongest_links(links: pd.DataFrame) -> dict[tuple[str, str], pd.Series]:
+    """Per (agency, other agency): each record's strongest link there, as person_token -> the
+    other record's person_token (links: cross-agency links, both directions read)."""
+    best = link_ends(links).drop_duplicates(["agency", "token", "other"])
     return {
         (agency, other): pd.Series(group["other_token"].to_numpy(), index=group["token"].to_numpy())
         for (agency, other), group in best.groupby(["agency", "other"], sort=True)
     }
 
 
+def crossing_records(links: pd.DataFrame, duplicates: pd.DataFrame) -> set[tuple[str, str, str]]:
+    """(agency, person_token, other agency) of the records whose links into the other agency
+    reach two children: besides its strongest link there, a link to a record that is not the
+    strongest one's duplicate (`duplicates`: links within one agency)."""
+    ends = link_ends(links)
+    best = ends.drop_duplicates(["agency", "token", "other"])
+    key = ["agency", "token", "other"]
+    ends = ends.merge(best[[*key, "other_token"]].rename(columns={"other_token": "best"}), on=key)
+    ends = ends[ends["other_token"] != ends["best"]]
+    one_child = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "other": duplicates["agency_l"].to_numpy(object),
+                    "best": duplicates[f"person_token_{a}"].to_numpy(object),
+                    "other_token": duplicates[f"person_token_{b}"].to_numpy(object),
+                    "one_child": True,
+                }
+            )
+            for a, b in (("l", "r"), ("r", "l"))
+        ]
+    ).drop_duplicates(["other", "best", "other_token"])
+    ends = ends.merge(one_child, on=["other", "best", "other_token"], how="left")
+    crossing = ends[ends["one_child"].isna()]
+    return set(zip(crossing["agency"], crossing["token"], crossing["other"], strict=True))
+
+
 def corroboration_levels(
-    pairs: pd.DataFrame, strongest: Mapping[tuple[str, str], pd.Series]
+    pairs: pd.DataFrame,
+    strongest: Mapping[tuple[str, str], pd.Series],
+    crossing: set[tuple[str, str, str]] | frozenset = frozenset(),
 ) -> np.ndarray:
-    """Index into CORROBORATION_LEVELS of each duplicate pair (agency_l == agency_r)."""
+    """Index into CORROBORATION_LEVELS of each duplicate pair (agency_l == agency_r); crossing:
+    see crossing_records."""
     shared = np.zeros(len(pairs), dtype=bool)
+    crossed = np.zeros(len(pairs), dtype=bool)
     split = np.zeros(len(pairs), dtype=bool)
     agency = pairs["agency_l"].to_numpy(object)
-    for (own, _), best in strongest.items():
+    for (own, other), best in strongest.items():
         mine = np.flatnonzero(agency == own)
-        left = best.reindex(pairs["person_token_l"].to_numpy(object)[mine]).to_numpy(object)
-        right = best.reindex(pairs["person_token_r"].to_numpy(object)[mine]).to_numpy(object)
+        tokens_l = pairs["person_token_l"].to_numpy(object)[mine]
+        tokens_r = pairs["person_token_r"].to_numpy(object)[mine]
+        left = best.reindex(tokens_l).to_numpy(object)
+        right = best.reindex(tokens_r).to_numpy(object)
         both = pd.notna(left) & pd.notna(right)
-        shared[mine[both & (left == right)]] = True
+        reaching_two = {token for a, token, o in crossing if (a, o) == (own, other)}
+        among_two = pd.Series(tokens_l).isin(reaching_two).to_numpy()
+        among_two |= pd.Series(tokens_r).isin(reaching_two).to_numpy()
+        one = both & (left == right)
+        shared[mine[one & ~among_two]] = True
+        crossed[mine[one & among_two]] = True
         split[mine[both & (left != right)]] = True
     by_number = pairs["identifier_agrees"].to_numpy(bool)
     code = CORROBORATION_LEVELS.index
     return np.select(
-        [by_number, shared & split, split, shared],
-        [code("number"), code("mixed"), code("split"), code("shared")],
+        [by_number, (shared | crossed) & split, split, crossed, shared],
+        [code("number"), code("mixed"), code("split"), code("crossed"), code("shared")],
         default=code("none"),
     )
 
@@ -253,17 +302,21 @@ def fit_corroboration(levels: np.ndarray, sure: np.ndarray, distinct: np.ndarray
 
 
 def corroborated(
-    pairs: pd.DataFrame, links: pd.DataFrame
+    pairs: pd.DataFrame, links: pd.DataFrame, within_links: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame, dict[str, Corroboration]]:
     """Scored pairs with every duplicate pair's weight, probability and agreement pattern
     corroborated by the cross-agency `links` (the model's and the reviewers'), and the fitted
-    corroboration of each agency. Cross-agency pairs are returned as they are.
+    corroboration of each agency. Cross-agency pairs are returned as they are. within_links: the
+    links within each agency before corroboration, which tell one child's two records from two
+    children's (`crossing_records`); None: every two records are two children.
 
     pairs: the scored pairs with `names_birth_home` (names, birth date and home agree) and
     `numbers_disagree` (surely two children, `model.surely_distinct`) flags."""
     within = (pairs["agency_l"] == pairs["agency_r"]).to_numpy()
     duplicates = pairs[within]
-    levels = corroboration_levels(duplicates, strongest_links(links))
+    within_links = pairs.iloc[:0] if within_links is None else within_links
+    crossing = crossing_records(links, within_links)
+    levels = corroboration_levels(duplicates, strongest_links(links), crossing)
     weight = duplicates["match_weight"].to_numpy(float).copy()
     sure = duplicates["names_birth_home"].to_numpy(bool)
     distinct = duplicates["numbers_disagree"].to_numpy(bool)

@@ -11,6 +11,7 @@ from joinedup.link.duplicates import (
     CORROBORATION_LEVELS,
     corroborated,
     corroboration_levels,
+    crossing_records,
     fit_corroboration,
     fit_twin_alternative,
     strongest_links,
@@ -178,19 +179,57 @@ def test_corroboration_levels_say_whether_the_other_agencies_hold_one_record_or_
     assert named == ["shared", "mixed", "none", "number"]
 
 
+def test_a_shared_record_reached_among_two_children_is_crossed_not_shared() -> None:
+    """A record whose links in health go to two children (h1 and h3, not one child's records)
+    lives among namesakes: the pair sharing h1 through it is 'crossed'. A second link to h1's
+    own duplicate (h2) is one child, and the pair sharing h4 stays 'shared'."""
+    links = link_rows(
+        ("education", "e1", "health", "h1", 12.0),
+        ("education", "e2", "health", "h1", 10.0),
+        ("education", "e2", "health", "h3", 9.0),  # e2 also reaches another child
+        ("education", "e4", "health", "h4", 12.0),
+        ("education", "e5", "health", "h4", 10.0),
+        ("education", "e5", "health", "h5", 9.0),  # h5 is h4's duplicate
+    )
+    within = link_rows(("health", "h4", "health", "h5", 20.0))
+    crossing = crossing_records(links, within)
+    assert {c for c in crossing if c[0] == "education"} == {("education", "e2", "health")}
+    # h1 and h4 reach two education records that no link within education makes one child
+    assert {c for c in crossing if c[0] == "health"} == {
+        ("health", "h1", "education"),
+        ("health", "h4", "education"),
+    }
+    pairs = pd.DataFrame(
+        {
+            "agency_l": "education",
+            "person_token_l": ["e1", "e4"],
+            "agency_r": "education",
+            "person_token_r": ["e2", "e5"],
+            "identifier_agrees": False,
+        }
+    )
+    named = [
+        CORROBORATION_LEVELS[i]
+        for i in corroboration_levels(pairs, strongest_links(links), crossing)
+    ]
+    assert named == ["crossed", "shared"]
+    without = corroboration_levels(pairs, strongest_links(links))  # no record reaches two
+    assert [CORROBORATION_LEVELS[i] for i in without] == ["shared", "shared"]
+
+
 def test_corroboration_weighs_what_sure_duplicates_show_against_what_sure_pairs_of_two_show() -> (
     None
 ):
     """m from the pairs surely one child (names, birth date, home), u from those surely two
     (numbers disagree): 'shared' counts for a duplicate, 'split' against; 'number' never."""
-    none, shared, split, mixed, number = range(len(CORROBORATION_LEVELS))
+    none, shared, split, mixed, crossed, number = range(len(CORROBORATION_LEVELS))
     levels = np.array([shared] * 96 + [none] * 4 + [split] * 70 + [shared] * 20 + [mixed] * 10)
     sure = np.arange(200) < 100
     fitted = fit_corroboration(
         np.append(levels, number), np.append(sure, True), np.append(~sure, True)
     )
-    np.testing.assert_allclose(fitted.m, np.array([4.25, 96.25, 0.25, 0.25]) / 101)
-    np.testing.assert_allclose(fitted.u, np.array([0.25, 20.25, 70.25, 10.25]) / 101)
+    np.testing.assert_allclose(fitted.m, np.array([4.2, 96.2, 0.2, 0.2, 0.2]) / 101)
+    np.testing.assert_allclose(fitted.u, np.array([0.2, 20.2, 70.2, 10.2, 0.2]) / 101)
     assert fitted.factors[shared] > 2 and fitted.factors[split] < -8
     assert fitted.factors[number] == 0
 
