@@ -46,6 +46,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from joinedup.link.compare import COMPARISON_NAMES, COMPARISONS, level_code
 from joinedup.link.model import (
@@ -197,61 +199,78 @@ class Corroboration:
         return out
 
 
-def link_ends(links: pd.DataFrame) -> pd.DataFrame:
-    """Each link from both of its ends (agency, token, other agency, other token, weight),
-    strongest first."""
-    ends = []
-    for me, them in (("l", "r"), ("r", "l")):
-        ends.append(
-            pd.DataFrame(
-                {
-                    "agency": links[f"agency_{me}"].to_numpy(object),
-                    "token": links[f"person_token_{me}"].to_numpy(object),
-                    "other": links[f"agency_{them}"].to_numpy(object),
-                    "other_token": links[f"person_token_{them}"].to_numpy(object),
-                    "weight": links["match_weight"].to_numpy(float),
-                }
-            )
-        )
-    both = pd.concat(ends, ignore_index=True)
-    return both.sort_values(["weight", "token", "other_token"], ascending=[False, True, True])
+@dataclass(frozen=True)
+class LinkEnds:
+    """Each cross-agency link read from both of its ends, strongest first (ties by token):
+    the end's agency, record and other agency, the record at the other end, and per end the
+    record its own strongest link in that other agency goes to. Records are codes into
+    `tokens` (person tokens; a token names one agency's record)."""
+
+    agency: np.ndarray  # object: the end's agency
+    record: np.ndarray  # int: code of the end's record
+    other: np.ndarray  # object: the other agency
+    to: np.ndarray  # int: code of the record at the other end
+    best: np.ndarray  # int: code of the record the end's strongest link there goes to
+    tokens: np.ndarray  # object: person token of each code
 
 
-def strongest_links(links: pd.DataFrame) -> dict[tuple[str, str], pd.Series]:
+def ends_of_links(links: pd.DataFrame) -> LinkEnds:
+    """The ends of the cross-agency links (both directions read)."""
+    n = len(links)
+    agency = np.concatenate(
+        [links["agency_l"].to_numpy(object), links["agency_r"].to_numpy(object)]
+    )
+    other = np.concatenate([agency[n:], agency[:n]])
+    token = np.concatenate(
+        [links["person_token_l"].to_numpy(object), links["person_token_r"].to_numpy(object)]
+    )
+    encoded = pa.array(token, pa.string()).dictionary_encode()  # Arrow hashes strings fast
+    record, tokens = encoded.indices.to_numpy().astype(np.int64), encoded.dictionary
+    to = np.concatenate([record[n:], record[:n]])
+    weight = np.tile(links["match_weight"].to_numpy(float), 2)
+    rank = np.empty(len(tokens), dtype=np.int64)  # codes in token order, for the ties
+    rank[pc.sort_indices(tokens).to_numpy()] = np.arange(len(tokens))
+    order = np.lexsort((rank[to], rank[record], -weight))
+    record, to, other, agency = record[order], to[order], other[order], agency[order]
+    other_codes, _ = pd.factorize(other)
+    group = record * (other_codes.max(initial=0) + 1) + other_codes
+    _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
+    best = to[first][inverse.reshape(-1)]
+    return LinkEnds(agency, record, other, to, best, tokens.to_numpy(zero_copy_only=False))
+
+
+def strongest_links(ends: LinkEnds) -> dict[tuple[str, str], pd.Series]:
     """Per (agency, other agency): each record's strongest link there, as person_token -> the
-    other record's person_token (links: cross-agency links, both directions read)."""
-    best = link_ends(links).drop_duplicates(["agency", "token", "other"])
+    other record's person_token."""
+    first = ends.to == ends.best  # one row per record and other agency: its strongest link
+    frame = pd.DataFrame(
+        {
+            "agency": ends.agency[first],
+            "other": ends.other[first],
+            "token": ends.tokens[ends.record[first]],
+            "best": ends.tokens[ends.best[first]],
+        }
+    )
     return {
-        (agency, other): pd.Series(group["other_token"].to_numpy(), index=group["token"].to_numpy())
-        for (agency, other), group in best.groupby(["agency", "other"], sort=True)
+        (agency, other): pd.Series(group["best"].to_numpy(), index=group["token"].to_numpy())
+        for (agency, other), group in frame.groupby(["agency", "other"], sort=True)
     }
 
 
-def crossing_records(links: pd.DataFrame, duplicates: pd.DataFrame) -> set[tuple[str, str, str]]:
+def crossing_records(ends: LinkEnds, within_links: pd.DataFrame) -> set[tuple[str, str, str]]:
     """(agency, person_token, other agency) of the records whose links into the other agency
     reach two children: besides its strongest link there, a link to a record that is not the
-    strongest one's duplicate (`duplicates`: links within one agency)."""
-    ends = link_ends(links)
-    best = ends.drop_duplicates(["agency", "token", "other"])
-    key = ["agency", "token", "other"]
-    ends = ends.merge(best[[*key, "other_token"]].rename(columns={"other_token": "best"}), on=key)
-    ends = ends[ends["other_token"] != ends["best"]]
-    one_child = pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "other": duplicates["agency_l"].to_numpy(object),
-                    "best": duplicates[f"person_token_{a}"].to_numpy(object),
-                    "other_token": duplicates[f"person_token_{b}"].to_numpy(object),
-                    "one_child": True,
-                }
-            )
-            for a, b in (("l", "r"), ("r", "l"))
-        ]
-    ).drop_duplicates(["other", "best", "other_token"])
-    ends = ends.merge(one_child, on=["other", "best", "other_token"], how="left")
-    crossing = ends[ends["one_child"].isna()]
-    return set(zip(crossing["agency"], crossing["token"], crossing["other"], strict=True))
+    strongest one's duplicate (`within_links`: links within one agency)."""
+    one_child = set(
+        zip(within_links["person_token_l"], within_links["person_token_r"], strict=True)
+    )
+    one_child |= {(b, a) for a, b in one_child}
+    rest = np.flatnonzero(ends.to != ends.best)
+    return {
+        (ends.agency[i], ends.tokens[ends.record[i]], ends.other[i])
+        for i in rest
+        if (ends.tokens[ends.best[i]], ends.tokens[ends.to[i]]) not in one_child
+    }
 
 
 def corroboration_levels(
@@ -315,8 +334,10 @@ def corroborated(
     within = (pairs["agency_l"] == pairs["agency_r"]).to_numpy()
     duplicates = pairs[within]
     within_links = pairs.iloc[:0] if within_links is None else within_links
-    crossing = crossing_records(links, within_links)
-    levels = corroboration_levels(duplicates, strongest_links(links), crossing)
+    ends = ends_of_links(links)
+    levels = corroboration_levels(
+        duplicates, strongest_links(ends), crossing_records(ends, within_links)
+    )
     weight = duplicates["match_weight"].to_numpy(float).copy()
     sure = duplicates["names_birth_home"].to_numpy(bool)
     distinct = duplicates["numbers_disagree"].to_numpy(bool)

@@ -12,6 +12,7 @@ from joinedup.link.duplicates import (
     corroborated,
     corroboration_levels,
     crossing_records,
+    ends_of_links,
     fit_corroboration,
     fit_twin_alternative,
     strongest_links,
@@ -152,7 +153,7 @@ def test_strongest_links_take_each_records_best_link_in_each_other_agency() -> N
         ("education", "e2", "health", "h1", 12.0),
         ("health", "h1", "care", "c1", 5.0),
     )
-    best = strongest_links(links)
+    best = strongest_links(ends_of_links(links))
     assert best[("health", "education")].to_dict() == {"h1": "e2"}
     assert best[("education", "health")].to_dict() == {"e1": "h1", "e2": "h1"}
     assert best[("health", "care")].to_dict() == {"h1": "c1"}
@@ -175,7 +176,10 @@ def test_corroboration_levels_say_whether_the_other_agencies_hold_one_record_or_
         ("h5", "h6", 1.0, False),
         ("h1", "h4", 1.0, True),
     )
-    named = [CORROBORATION_LEVELS[i] for i in corroboration_levels(pairs, strongest_links(links))]
+    named = [
+        CORROBORATION_LEVELS[i]
+        for i in corroboration_levels(pairs, strongest_links(ends_of_links(links)))
+    ]
     assert named == ["shared", "mixed", "none", "number"]
 
 
@@ -192,7 +196,7 @@ def test_a_shared_record_reached_among_two_children_is_crossed_not_shared() -> N
         ("education", "e5", "health", "h5", 9.0),  # h5 is h4's duplicate
     )
     within = link_rows(("health", "h4", "health", "h5", 20.0))
-    crossing = crossing_records(links, within)
+    crossing = crossing_records(ends_of_links(links), within)
     assert {c for c in crossing if c[0] == "education"} == {("education", "e2", "health")}
     # h1 and h4 reach two education records that no link within education makes one child
     assert {c for c in crossing if c[0] == "health"} == {
@@ -210,10 +214,12 @@ def test_a_shared_record_reached_among_two_children_is_crossed_not_shared() -> N
     )
     named = [
         CORROBORATION_LEVELS[i]
-        for i in corroboration_levels(pairs, strongest_links(links), crossing)
+        for i in corroboration_levels(pairs, strongest_links(ends_of_links(links)), crossing)
     ]
     assert named == ["crossed", "shared"]
-    without = corroboration_levels(pairs, strongest_links(links))  # no record reaches two
+    without = corroboration_levels(
+        pairs, strongest_links(ends_of_links(links))
+    )  # no record reaches two
     assert [CORROBORATION_LEVELS[i] for i in without] == ["shared", "shared"]
 
 
