@@ -107,6 +107,9 @@ Values = dict[str, str | None]
 Derived = dict[str, pa.Array]
 CLEAR_FIELDS = frozenset({"sex", "ethnicity"})
 NEAR_TOKEN_PREFIXES = {"nhs_number": "nhs", "upn": "upn"}  # identifier fields with near tokens
+EDIT_TOKEN_FIELDS = ("forename", "surname")  # name fields with edit tokens (edit_token_column)
+EDIT_TOKEN_LETTERS = 12  # a name's edit tokens are those of its first 12 letters
+EDIT_TOKENS = EDIT_TOKEN_LETTERS + 1  # at most: the name and each one-letter deletion
 
 
 def nhs_check_digit(first_nine: str) -> int | None:
@@ -593,6 +596,73 @@ def near_token_agreement(
     return agree
 
 
+# --- edit tokens of names ------------------------------------------------------------------
+
+
+def deletion_forms(name: str) -> list[str]:
+    """The name (cut to EDIT_TOKEN_LETTERS letters) and, for names of three letters or more, each
+    form with one letter deleted, distinct. Two names one keying error apart share a form (a
+    letter inserted, deleted or substituted, or two adjacent letters transposed: REID and REYID
+    share REID, SANA and SAAN share SAN); so do two names that each lose one letter to become
+    the same (CIAN and CANE: CAN), which two keying errors can also give."""
+    name = name[:EDIT_TOKEN_LETTERS]
+    forms = [name]
+    if len(name) >= 3:
+        forms += [name[:i] + name[i + 1 :] for i in range(len(name))]
+    return list(dict.fromkeys(forms))
+
+
+def edit_token_column(names: Sequence[str | None], key: bytes, field: str) -> pa.Array:
+    """Per raw name (null: None), its edit tokens, 16 hex digits each in ascending order: the
+    SipHash-2-4 (key near_token_key) of 'field_edit|form' for each of its deletion_forms, hashed
+    in groups of one length. Two names share a token when they are equal, one keying error
+    apart, or one letter short of the same form each (deletion_forms); that is all the tokens
+    reveal beyond the name token (and, by their number, about how long the name is, as its
+    Bloom filter does)."""
+    normalised = [None if value is None else normalise_name(value) for value in names]
+    owners, messages = [], []
+    for row, name in enumerate(normalised):
+        if name is not None:
+            for form in deletion_forms(name):
+                owners.append(row)
+                messages.append(f"{field}_edit|{form}".encode())
+    if not messages:
+        return pa.nulls(len(names), pa.string())
+    owner = np.array(owners, dtype=np.int64)
+    lengths = np.array([len(m) for m in messages])
+    hashed = np.zeros(len(messages), dtype=np.uint64)
+    subkey = near_token_key(key)
+    for length in np.unique(lengths):
+        at = np.flatnonzero(lengths == length)
+        matrix = np.frombuffer(b"".join(messages[i] for i in at), dtype=np.uint8)
+        hashed[at] = siphash24(subkey, matrix.reshape(len(at), int(length)))
+    order = np.lexsort((hashed, owner))
+    owner, text = owner[order], hex_strings(hashed[order].reshape(-1, 1)).to_pylist()
+    starts = np.flatnonzero(np.r_[True, np.diff(owner) != 0])
+    joined: list[str | None] = [None] * len(names)
+    for start, stop in zip(starts, [*starts[1:], len(owner)], strict=True):
+        joined[int(owner[start])] = "".join(text[start:stop])
+    return pa.array(joined, type=pa.string())
+
+
+def edit_columns(values: Sequence[str | None], key: bytes, field: str) -> Derived:
+    """The edit-token column of raw forenames or surnames (edit_token_column)."""
+    return {f"{field}_edit_tokens": edit_token_column(values, key, field)}
+
+
+def edit_token_overlap(
+    left: np.ndarray, right: np.ndarray, left_rows: np.ndarray, right_rows: np.ndarray
+) -> np.ndarray:
+    """Per pair left[left_rows[k]], right[right_rows[k]] of edit-token matrices (uint64, rows of
+    tokens padded with MISSING_NEAR_TOKEN), True where the two rows share a token."""
+    a, b = left[left_rows], right[right_rows]
+    shared = np.zeros(len(a), dtype=bool)
+    for position in range(a.shape[1]):
+        column = a[:, position]
+        shared |= ((column[:, None] == b).any(axis=1)) & (column != MISSING_NEAR_TOKEN)
+    return shared
+
+
 # --- columns -------------------------------------------------------------------------------
 
 
@@ -691,6 +761,12 @@ def address_values(value: str | None, key: bytes) -> Values:
 
 
 def name_values(value: str | None, key: bytes, field: str) -> Values:
+    """Tokens, phonetic token, Bloom filter and edit tokens of a forename or surname."""
+    edits = edit_columns([value], key, field)
+    return name_token_values(value, key, field) | {k: v[0].as_py() for k, v in edits.items()}
+
+
+def name_token_values(value: str | None, key: bytes, field: str) -> Values:
     """Tokens, phonetic token and Bloom filter of a forename or surname."""
     name = normalise_name(value)
     derived: Values = {
@@ -823,8 +899,8 @@ def identity_derivers(key: bytes, agency: str) -> dict[str, Callable[[Any], Valu
         "local_id": partial(local_id_values, key=key, agency=agency),
         "nhs_number": partial(nhs_token_values, key=key),  # near tokens: NEAR_TOKEN_PREFIXES
         "upn": partial(upn_token_values, key=key),
-        "forename": partial(name_values, key=key, field="forename"),
-        "surname": partial(name_values, key=key, field="surname"),
+        "forename": partial(name_token_values, key=key, field="forename"),  # edit tokens:
+        "surname": partial(name_token_values, key=key, field="surname"),  # EDIT_TOKEN_FIELDS
         "dob": partial(dob_values, key=key),
         "postcode": partial(postcode_values, key=key),
         "address": partial(address_values, key=key),
@@ -851,6 +927,13 @@ def derive_near_tokens(table: pa.Table, field: str, key: bytes) -> Derived:
     return map_distinct(column, partial(near_columns, key=key, prefix=NEAR_TOKEN_PREFIXES[field]))
 
 
+def derive_edit_tokens(table: pa.Table, field: str, key: bytes) -> Derived:
+    """The edit-token column of a forename or surname field of the table, hashed column-wise
+    (edit_columns) once per distinct value."""
+    column = table.column(field).cast(pa.string())
+    return map_distinct(column, partial(edit_columns, key=key, field=field))
+
+
 Derivation = tuple[Callable[..., Derived], tuple[Any, ...]]
 
 
@@ -859,11 +942,15 @@ def identity_derivations(
 ) -> list[Derivation]:
     """The independent derivations of the pseudonymised columns of the given raw identity
     fields, each a function and its arguments (the table cut to the columns it reads), the
-    costliest kinds first: near tokens, then columns of several fields, then one field each."""
+    costliest kinds first: near and edit tokens, then columns of several fields, then one field
+    each."""
     near = [
         (derive_near_tokens, (table.select([f]), f, key))
         for f in fields
         if f in NEAR_TOKEN_PREFIXES
+    ]
+    near += [
+        (derive_edit_tokens, (table.select([f]), f, key)) for f in fields if f in EDIT_TOKEN_FIELDS
     ]
     joined = [
         (joined_field_columns, (table.select(list(sources)), sources, derive))

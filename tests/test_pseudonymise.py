@@ -20,6 +20,7 @@ import pytest
 
 from joinedup.contracts import Column, Contract, codes, contract, contracts
 from joinedup.pseudonymise import (
+    EDIT_TOKENS,
     MISSING_NEAR_TOKEN,
     NHS_NEAR_POSITIONS,
     ROW_COLUMN,
@@ -31,8 +32,11 @@ from joinedup.pseudonymise import (
     bloom_encode,
     bloom_to_array,
     canonical_forename,
+    deletion_forms,
     dice,
     dice_of_rows,
+    edit_token_column,
+    edit_token_overlap,
     filter_sizes,
     identifier_status,
     is_valid_nhs_number,
@@ -40,6 +44,7 @@ from joinedup.pseudonymise import (
     keyed_digest,
     landed_schema,
     name_pair_values,
+    name_values,
     near_columns,
     near_token_agreement,
     near_token_column,
@@ -552,6 +557,62 @@ def test_upn_near_tokens_share_exactly_one_position_one_character_apart() -> Non
     assert near_agreement("B801200005001", "b801200005001", UPN_NEAR_POSITIONS) == 13
     assert near_agreement("B801200005001", "B801200005007", UPN_NEAR_POSITIONS) == 1
     assert near_agreement("B801200005001", "H801200001001", UPN_NEAR_POSITIONS) == 0
+
+
+def test_deletion_forms_are_the_name_and_each_one_letter_deletion_from_three_letters() -> None:
+    assert deletion_forms("ANNA") == ["ANNA", "NNA", "ANA", "ANN"]
+    assert deletion_forms("AL") == ["AL"]  # no one-letter forms of a two-letter name
+    assert deletion_forms("ABCDEFGHIJKLMNOP")[0] == "ABCDEFGHIJKL"  # the first 12 letters
+
+
+def test_edit_tokens_are_keyed_hashes_of_the_deletion_forms_in_ascending_order() -> None:
+    """Token set of SANA: SipHash (near-token key) of 'surname_edit|form', sorted as numbers;
+    the forms are those of the normalised name."""
+    tokens = name_values("Saña", KEY, "surname")["surname_edit_tokens"]
+    expected = sorted(sip_hex(f"surname_edit|{form}") for form in deletion_forms("SANA"))
+    assert tokens == "".join(expected)
+    assert name_values(None, KEY, "surname")["surname_edit_tokens"] is None
+    assert tokens != name_values("SANA", OTHER_KEY, "surname")["surname_edit_tokens"]
+    forename = name_values("SANA", KEY, "forename")["forename_edit_tokens"]
+    assert not set(split_tokens(forename)) & set(split_tokens(tokens))  # fields hash apart
+
+
+def split_tokens(joined: str) -> list[str]:
+    return [joined[i : i + 16] for i in range(0, len(joined), 16)]
+
+
+def test_edit_token_column_keeps_row_order_across_lengths_and_nulls() -> None:
+    names = ["Reid", None, "Reyid", "", "Al", "Reid"]
+    column = edit_token_column(names, KEY, "surname").to_pylist()
+    alone = [edit_token_column([n], KEY, "surname")[0].as_py() for n in names]
+    assert column == alone
+    assert column[0] == column[5] and column[1] is None and column[3] is None
+    assert [None if c is None else len(c) // 16 for c in column] == [5, None, 6, None, 1, 5]
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "shared"),
+    [
+        ("REID", "REYID", True),  # a letter inserted
+        ("REYID", "REID", True),  # a letter deleted
+        ("SANA", "SAAN", True),  # two adjacent letters transposed
+        ("BANSON", "BANYON", True),  # a letter substituted
+        ("CIAN", "CANE", True),  # one letter short of CAN each
+        ("SANA", "SANA", True),
+        ("DINA", "DIANE", False),  # two letters apart
+        ("REID", "ROSS", False),
+        ("REID", None, False),
+    ],
+)
+def test_edit_tokens_overlap_within_one_keying_error(
+    left: str, right: str | None, shared: bool
+) -> None:
+    matrices = [
+        near_tokens_to_array(edit_token_column([name], KEY, "surname"), EDIT_TOKENS)
+        for name in (left, right)
+    ]
+    rows = np.array([0])
+    assert edit_token_overlap(*matrices, rows, rows).tolist() == [shared]
 
 
 def transposition_agreement(left: str | None, right: str | None) -> int:
