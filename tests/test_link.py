@@ -441,6 +441,7 @@ def name_levels(left, right) -> NameLevels:
         right.forename_bits,
         label="forename",
         fallback_columns=("forename_phonetic_token",),
+        edits=(left.forename_edits, right.forename_edits),
     )
 
 
@@ -450,7 +451,8 @@ def name_levels(left, right) -> NameLevels:
         ("WILLIAM", "exact"),
         ("BILL", "alt"),
         ("WILIAM", "dice90"),
-        ("WILLAIM", "dice50"),
+        ("WILLAIM", "one_edit"),  # two letters transposed: Dice 0.5
+        ("WILHELM", "dice50"),  # Dice 0.5, but more than one keying error
         ("ZOE", "disagree"),
     ],
 )

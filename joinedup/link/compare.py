@@ -3,7 +3,8 @@
 Every pseudonymised column is turned once into integers (`prepare_side`): a token or clear value
 becomes a 63-bit code, equal for equal values in any agency (-1 for null); a Bloom filter becomes
 a row of 64-bit words; the near tokens of an NHS number or UPN become one 64-bit word per masked
-position. Blocking and comparison then work on integer arrays only, chunk by chunk.
+position, and a name's edit tokens one 64-bit word each (per distinct name). Blocking and
+comparison then work on integer arrays only, chunk by chunk.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from recordlinkage.base import BaseCompareFeature
 from joinedup.contracts import code_lists
 from joinedup.link.records import BIRTH_MONTH, BIRTH_YEAR, ROW, UNKNOWN_SEX
 from joinedup.pseudonymise import (
+    EDIT_TOKENS,
     NHS_NEAR_POSITIONS,
     UPN_NEAR_POSITIONS,
     dice_of_rows,
+    edit_token_overlap,
     filter_sizes,
     near_token_agreement,
     near_tokens_to_array,
@@ -57,6 +60,13 @@ class Comparison:
 MISSING = "missing"
 DICE_THRESHOLDS = (0.9, 0.75, 0.5)
 DICE_LEVELS = tuple(f"dice{round(100 * t)}" for t in DICE_THRESHOLDS)
+# 'one_edit': names whose Dice is below 0.75 that share an edit token (pseudonymise.
+# deletion_forms): one keying error apart, as a short name's keying error leaves it (REID and
+# REYID), or one letter short of the same form each (CIAN and CANE). It splits them from the
+# other pairs near Dice 0.5 (DINA and DIANE), much commoner between different children.
+ONE_EDIT_AT = 2  # the index among DICE_LEVELS before which 'one_edit' comes
+NAME_SIMILAR_LEVELS = (*DICE_LEVELS[:ONE_EDIT_AT], "one_edit", *DICE_LEVELS[ONE_EDIT_AT:])
+EDIT_MIN_DICE = 0.2  # below this no two names one keying error apart (TOM and TMO: 0.25)
 IDENTIFIER_LEVELS = (MISSING, "agree", "one_character", "transposed", "disagree")
 # Postcode and address lines in one comparison: a household shares both and a move changes both,
 # so as two comparisons they would count the same evidence twice.
@@ -80,9 +90,9 @@ ADDRESS_PARTIAL = 0.5
 COMPARISONS: tuple[Comparison, ...] = (
     Comparison("nhs", IDENTIFIER_LEVELS),
     Comparison("upn", IDENTIFIER_LEVELS),
-    Comparison("forename", (MISSING, "exact", "alt", *DICE_LEVELS, "phonetic", "disagree")),
+    Comparison("forename", (MISSING, "exact", "alt", *NAME_SIMILAR_LEVELS, "phonetic", "disagree")),
     # 'swapped': forename and surname recorded the wrong way round (see with_swapped_names).
-    Comparison("surname", (MISSING, "exact", *DICE_LEVELS, "swapped", "disagree")),
+    Comparison("surname", (MISSING, "exact", *NAME_SIMILAR_LEVELS, "swapped", "disagree")),
     Comparison("dob", (MISSING, "exact", "year_month", "year", "month", "disagree")),
     Comparison("sex", (MISSING, "agree", "disagree")),
     Comparison("residence", RESIDENCE_LEVELS),
@@ -138,10 +148,30 @@ NEAR_TOKEN_COLUMNS = {
     "nhs2": ("nhs_near2_tokens", NHS_NEAR_POSITIONS - 1),
     "upn2": ("upn_near2_tokens", UPN_NEAR_POSITIONS - 1),
 }
+EDIT_TOKEN_COLUMNS = {"forename": "forename_edit_tokens", "surname": "surname_edit_tokens"}
 
 
 def level_code(comparison: str, level: str) -> int:
     return COMPARISONS[COMPARISON_NAMES.index(comparison)].levels.index(level)
+
+
+@dataclass(frozen=True)
+class NameEdits:
+    """The edit tokens of one agency's names: a uint64 row per distinct name (padded with zeros)
+    and, per record, the index of its name's row (-1: no name)."""
+
+    tokens: np.ndarray
+    row_of: np.ndarray
+
+    def reordered(self, order: np.ndarray) -> NameEdits:
+        return NameEdits(self.tokens, self.row_of[order])
+
+
+def name_edits(array: pa.Array) -> NameEdits:
+    """NameEdits of an edit-token column, each distinct value decoded once."""
+    encoded = pc.dictionary_encode(array)
+    tokens = near_tokens_to_array(encoded.dictionary, EDIT_TOKENS)
+    return NameEdits(tokens, encoded.indices.fill_null(-1).to_numpy().astype(np.int64))
 
 
 @dataclass(frozen=True)
@@ -151,7 +181,8 @@ class Side:
     `records` holds person_token, the row id and every coded column under its own name (int64,
     -1 for null); Bloom filters are uint64 word matrices, one row per record (zeros: missing);
     near tokens are uint64 matrices, one word per masked position (zeros: nothing recorded),
-    transposition (near-2) tokens one word per pair of adjacent positions.
+    transposition (near-2) tokens one word per pair of adjacent positions; edit tokens of names
+    as NameEdits.
     """
 
     agency: str
@@ -163,6 +194,8 @@ class Side:
     upn_near: np.ndarray
     nhs_near2: np.ndarray
     upn_near2: np.ndarray
+    forename_edits: NameEdits
+    surname_edits: NameEdits
 
     def __len__(self) -> int:
         return len(self.records)
@@ -267,6 +300,9 @@ def prepare_side(agency: str, records: pd.DataFrame, bloom_bits: int) -> Side:
         k: near_tokens_to_array(string_column(c), w)[order]
         for k, (c, w) in NEAR_TOKEN_COLUMNS.items()
     }
+    edits = {
+        k: name_edits(string_column(c)).reordered(order) for k, c in EDIT_TOKEN_COLUMNS.items()
+    }
     return Side(
         agency=agency,
         records=pd.DataFrame(coded),
@@ -277,6 +313,8 @@ def prepare_side(agency: str, records: pd.DataFrame, bloom_bits: int) -> Side:
         upn_near=near["upn"],
         nhs_near2=near["nhs2"],
         upn_near2=near["upn2"],
+        forename_edits=edits["forename"],
+        surname_edits=edits["surname"],
     )
 
 
@@ -316,8 +354,10 @@ def rows_of(left: pd.Series, right: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 class NameLevels(BaseCompareFeature):
     """Name agreement: missing, equal on each token column in turn (e.g. the name, then its
-    nickname-resolved form), Dice >= each threshold, equal on each fallback column (e.g. the
-    phonetic code: a keying error that garbles a short name), else.
+    nickname-resolved form), Dice >= each threshold (with `edits` and `edit_at`: one keying
+    error apart by edit tokens, before the threshold at index edit_at, for pairs of Dice at
+    least EDIT_MIN_DICE that no level before agrees on), equal on each fallback column (e.g.
+    the phonetic code: a keying error that garbles a short name), else.
 
     Labels on each side are the token columns, the fallback columns, then the row id, which
     indexes the side's Bloom filter words (compared by Dice coefficient). Missing: the first
@@ -338,6 +378,8 @@ class NameLevels(BaseCompareFeature):
         fallback_columns: tuple[str, ...] = (),
         disagree: int | None = None,
         sizes: tuple[np.ndarray, np.ndarray] | None = None,
+        edits: tuple[NameEdits, NameEdits] | None = None,
+        edit_at: int = ONE_EDIT_AT,
     ) -> None:
         labels = [*token_columns, *fallback_columns, ROW]
         super().__init__(labels, labels, label=label)
@@ -347,6 +389,8 @@ class NameLevels(BaseCompareFeature):
         self.right_bits = right_bits
         self.thresholds = thresholds
         self.disagree = disagree
+        self.edits = edits
+        self.edit_at = edit_at
         # bits set per filter (filter_sizes), e.g. a side's cached Side.filter_sizes
         self.sizes = sizes or (filter_sizes(left_bits), filter_sizes(right_bits))
 
@@ -361,9 +405,28 @@ class NameLevels(BaseCompareFeature):
         equal = [equal_not_null(a, b) for a, b in zip(left[:-1], right[:-1], strict=True)]
         similarity = dice_of_rows(self.left_bits, self.right_bits, rows_l, rows_r, *self.sizes)
         dice_levels = [similarity >= t for t in self.thresholds]
+        if self.edits is not None:
+            before = [missing, *equal[: self.tokens], *dice_levels[: self.edit_at]]
+            check = ~np.logical_or.reduce(before) & (similarity >= EDIT_MIN_DICE)
+            one_edit = one_edit_apart(self.edits, rows_l, rows_r, check)
+            dice_levels.insert(self.edit_at, one_edit)
         conditions = [missing, *equal[: self.tokens], *dice_levels, *equal[self.tokens :]]
         disagree = len(conditions) if self.disagree is None else self.disagree
         return np.select(conditions, range(len(conditions)), default=disagree).astype(np.int8)
+
+
+def one_edit_apart(
+    edits: tuple[NameEdits, NameEdits], rows_l: np.ndarray, rows_r: np.ndarray, check: np.ndarray
+) -> np.ndarray:
+    """True for the pairs (rows_l[k], rows_r[k]) where `check` holds and the two names share an
+    edit token; the others are not looked at."""
+    at = np.flatnonzero(check)
+    names_l, names_r = edits[0].row_of[rows_l[at]], edits[1].row_of[rows_r[at]]
+    named = (names_l >= 0) & (names_r >= 0)
+    at, names_l, names_r = at[named], names_l[named], names_r[named]
+    shared = np.zeros(len(check), dtype=bool)
+    shared[at] = edit_token_overlap(edits[0].tokens, edits[1].tokens, names_l, names_r)
+    return shared
 
 
 class IdentifierLevels(BaseCompareFeature):
@@ -544,6 +607,7 @@ def build_compare(left: Side, right: Side) -> recordlinkage.Compare:
             label="forename",
             fallback_columns=("forename_phonetic_token",),
             sizes=(left.filter_sizes["forename"], right.filter_sizes["forename"]),
+            edits=(left.forename_edits, right.forename_edits),
         ),
         "surname": NameLevels(
             ("surname_token",),
@@ -552,6 +616,7 @@ def build_compare(left: Side, right: Side) -> recordlinkage.Compare:
             label="surname",
             disagree=level_code("surname", "disagree"),  # 'swapped' is set afterwards
             sizes=(left.filter_sizes["surname"], right.filter_sizes["surname"]),
+            edits=(left.surname_edits, right.surname_edits),
         ),
         "dob": DobLevels(label="dob"),
         "sex": ExactLevels(("sex",), label="sex"),

@@ -13,6 +13,7 @@ from joinedup.link.compare import (
     COMPARISON_NAMES,
     COMPARISONS,
     DICE_LEVELS,
+    NAME_SIMILAR_LEVELS,
     NULL_CODE,
     Side,
     agreement_pattern_table,
@@ -469,7 +470,7 @@ def identifier_near_agreement(levels: np.ndarray) -> np.ndarray:
 
 # Levels at which a pair looks like twins: one surname (or a keying error of it), one date of
 # birth and one home, forenames that disagree.
-TWIN_SURNAME_LEVELS = ("exact", *DICE_LEVELS)
+TWIN_SURNAME_LEVELS = ("exact", *NAME_SIMILAR_LEVELS)
 TWIN_RESIDENCE_LEVELS = ("postcode_address", "postcode", "address", "address_similar")
 # Forename levels that tell one child's own forename (or a keying error of it) from a twin's:
 # twins' forenames can be as close as one nickname, Dice 0.75, Dice 0.5 or one Soundex code

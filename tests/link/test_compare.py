@@ -193,12 +193,35 @@ def test_swapped_names_are_surname_swapped_and_forename_missing() -> None:
 
 
 def test_a_garbled_forename_with_the_same_soundex_is_phonetic_not_disagree() -> None:
-    assert level_of("forename", record("1", forename="CIAN"), record("2", forename="CAIN")) == (
+    assert level_of("forename", record("1", forename="JANE"), record("2", forename="JOHN")) == (
         "phonetic"
     )
     assert level_of("forename", record("1", forename="OLIVER"), record("2", forename="OSCAR")) == (
         "disagree"
     )
+
+
+@pytest.mark.parametrize(
+    ("surname", "other"),
+    [
+        ("ZOE", "ZOIE"),  # a letter inserted: bigram Dice 0.67
+        ("SANA", "SAAN"),  # two letters transposed: 0.6
+        ("ALI", "ALY"),  # a letter substituted: 0.5
+        ("RUTH", "RTH"),  # a letter deleted: 0.67
+    ],
+)
+def test_names_one_keying_error_apart_below_dice_075_are_one_edit(surname: str, other: str) -> None:
+    """A short name's keying error leaves a Dice coefficient of about 0.5, where different names
+    (DINA and DIANE) also fall; the shared edit token sets it apart as 'one_edit'."""
+    left, right = record("1", surname=surname), record("2", surname=other)
+    assert level_of("surname", left, right) == "one_edit"
+    assert level_of("surname", left, record("3", surname="ROSS")) != "one_edit"
+
+
+def test_names_two_keying_errors_apart_are_not_one_edit() -> None:
+    """WILLIAM and WILHELM (Dice 0.5) differ by more than one letter each: 'dice50'."""
+    left, right = record("1", forename="WILLIAM"), record("2", forename="WILHELM")
+    assert level_of("forename", left, right) == "dice50"
 
 
 def test_agreement_pattern_table_counts_distinct_rows() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from joinedup.link.compare import COMPARISONS, RESIDENCE_LEVELS, level_code
+from joinedup.link.compare import COMPARISON_NAMES, COMPARISONS, RESIDENCE_LEVELS, level_code
 from joinedup.link.duplicates import (
     CORROBORATION_LEVELS,
     corroborated,
@@ -18,7 +18,7 @@ from joinedup.link.duplicates import (
     strongest_links,
     with_twin_alternative,
 )
-from joinedup.link.model import FSModel
+from joinedup.link.model import TWIN_SURNAME_LEVELS, FSModel
 from tests.link.levels import pairs_at
 
 # ----------------------------------------------------------------------------------------------
@@ -38,10 +38,15 @@ def duplicate_model(expected: float) -> FSModel:
     return FSModel(m=m, u=u, prior=1e-6, expected_matches=expected)
 
 
-# A duplicate's share at one birth and home under duplicate_model: surname exact or Dice (0.9 +
-# 3 x 0.1 / 5), the same birth date (0.9), one home (0.9 on postcode and address, and 0.1 spread
-# over the other residence levels, three of them at home: postcode, address, similar address).
-AT_HOME_SHARE = 0.96 * 0.9 * (0.9 + 3 * 0.1 / (len(RESIDENCE_LEVELS) - 2))
+# A duplicate's share at one birth and home under duplicate_model: surname exact or close (0.9,
+# and 0.1 spread over the other surname levels, four of them close: Dice 0.9, 0.75, one keying
+# error, Dice 0.5), the same birth date (0.9), one home (0.9 on postcode and address, and 0.1
+# spread over the other residence levels, three of them at home: postcode, address, similar
+# address).
+SURNAME_LEVELS = COMPARISONS[COMPARISON_NAMES.index("surname")].levels
+FORENAME_LEVELS = COMPARISONS[COMPARISON_NAMES.index("forename")].levels
+CLOSE_SURNAME_SHARE = 0.9 + (len(TWIN_SURNAME_LEVELS) - 1) * 0.1 / (len(SURNAME_LEVELS) - 2)
+AT_HOME_SHARE = CLOSE_SURNAME_SHARE * 0.9 * (0.9 + 3 * 0.1 / (len(RESIDENCE_LEVELS) - 2))
 
 
 def twins_and_duplicates() -> np.ndarray:
@@ -65,9 +70,12 @@ def test_twins_count_the_pairs_at_home_less_the_duplicates_the_model_expects() -
     forename = twins.factors[0]
     dice50 = level_code("forename", "dice50")
     exact = level_code("forename", "exact")
-    # twins are close at Dice 0.5 one time in ten, duplicates 0.1 / 6 of the time; a pseudo-count
-    # of one pair is spread as u spreads any two children (evenly here)
-    assert np.isclose(forename[dice50], np.log2((0.1 / 6) / ((50 + 1 / 7) / 501)))
+    # twins are close at Dice 0.5 one time in ten, duplicates 0.1 / 7 of the time (spread over
+    # the seven levels after 'exact'); a pseudo-count of one pair is spread as u spreads any two
+    # children (evenly here, over the eight levels observed)
+    observed = len(FORENAME_LEVELS) - 1
+    expected = np.log2((0.1 / (observed - 1)) / ((50 + 1 / observed) / 501))
+    assert np.isclose(forename[dice50], expected)
     assert forename[exact] > 10  # twins are never seen with one forename
 
 
