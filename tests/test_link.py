@@ -355,7 +355,8 @@ def test_agreement_pattern_is_readable_and_holds_no_token(
     agencies' records corroborate them ('others:<level>')."""
     level = "|".join(f"{c.name}:({'|'.join(c.levels)})" for c in COMPARISONS)
     others = f"\\|others:({'|'.join(CORROBORATION_LEVELS)})"
-    pattern = re.compile("^" + level.replace(")|", ")\\|") + f"({others})?$")
+    via = "\\|via:(education|health|care)"
+    pattern = re.compile("^" + level.replace(")|", ")\\|") + f"({others}({via})?)?$")
     assert linked.links.agreement.map(lambda a: bool(pattern.match(a))).all()
     within = linked.links.agency_l == linked.links.agency_r
     assert within.any() and linked.links.agreement[within].str.contains("|others:").all()

@@ -9,6 +9,7 @@ import pandas as pd
 from joinedup.link.compare import COMPARISON_NAMES, COMPARISONS, RESIDENCE_LEVELS, level_code
 from joinedup.link.duplicates import (
     CORROBORATION_LEVELS,
+    bridged,
     corroborated,
     corroboration_levels,
     crossing_records,
@@ -265,3 +266,46 @@ def test_corroborated_adjusts_only_duplicate_pairs_and_shows_the_level() -> None
     assert np.isclose(out.match_probability[1], 1 / (1 + np.exp2(-(2.0 + factor))))
     assert out.agreement[1] == "forename:exact|others:shared"
     assert out.match_weight[2] == 20.0 and out.agreement[2].endswith("|others:number")
+
+
+def sure_links(*rows_: tuple[str, str, str, str, float, bool, bool]) -> pd.DataFrame:
+    """Cross-agency links with (number agrees, names, birth date and home agree) flags."""
+    frame = link_rows(*(r[:5] for r in rows_))
+    return frame.assign(
+        identifier_agrees=[r[5] for r in rows_], names_birth_home=[r[6] for r in rows_]
+    )
+
+
+def test_a_record_both_surely_match_bridges_a_pair_whatever_its_own_weight() -> None:
+    """h1 matches e1 by its number and h2 matches e1 by names, birth date and home: one child
+    unless a link is wrong, P >= p1 + p2 - 1. A pair whose records reach e2 by a link that is
+    not sure, or whose twin guard holds, or whose numbers disagree, is not bridged."""
+    links = sure_links(
+        ("education", "e1", "health", "h1", 10.0, True, False),
+        ("education", "e1", "health", "h2", 12.0, False, True),
+        ("education", "e2", "health", "h3", 30.0, True, False),
+        ("education", "e2", "health", "h4", 30.0, False, False),  # by the model alone
+    )
+    pairs = duplicate_pairs(("h1", "h2", -9.0, False), ("h3", "h4", -9.0, False))
+    pairs = pairs.assign(may_link=True, numbers_disagree=False)
+    weight, via = bridged(pairs, links)
+    wrong = 1 / (1 + 2.0**10) + 1 / (1 + 2.0**12)
+    assert np.isclose(weight[0], np.log2((1 - wrong) / wrong))
+    assert via.tolist() == ["education", ""] and weight[1] == -np.inf
+    held = pairs.assign(may_link=[False, True])
+    assert bridged(held, links)[0][0] == -np.inf
+    apart = pairs.assign(numbers_disagree=[True, False])
+    assert bridged(apart, links)[0][0] == -np.inf
+
+
+def test_corroborated_takes_the_bridge_where_it_weighs_more_and_shows_it() -> None:
+    links = sure_links(
+        ("education", "e1", "health", "h1", 10.0, True, False),
+        ("education", "e1", "health", "h2", 12.0, False, True),
+    )
+    pairs = duplicate_pairs(("h1", "h2", -9.0, False)).assign(
+        may_link=True, numbers_disagree=False, names_birth_home=False
+    )
+    out, _ = corroborated(pairs, links)
+    assert out.match_weight[0] > 9.5 and out.match_probability[0] > 0.998  # from -9
+    assert out.agreement[0] == "forename:exact|others:shared|via:education"
