@@ -46,8 +46,9 @@
    move, one record with the NHS number and the other with the UPN). The pair takes the weight
    of that bound where it is higher (`bridged`), and 'via:<agency>' in its agreement pattern.
    Look-alikes never meet it: namesakes do not share a home or a number, and twins' forenames
-   differ. At 1M records per agency, 17,933 duplicate pairs were bridged and none was two
-   children. Pairs the twin guard holds, or whose numbers disagree, are not bridged.
+   differ: among the scored duplicate pairs of a 1M analysis run, 17,933 had such a bridge and
+   none was two children. Pairs the twin guard holds, or whose numbers disagree, are not
+   bridged.
 """
 
 from __future__ import annotations
