@@ -619,7 +619,7 @@ def edit_token_column(names: Sequence[str | None], key: bytes, field: str) -> pa
     apart, or one letter short of the same form each (deletion_forms); that is all the tokens
     reveal beyond the name token (and, by their number, about how long the name is, as its
     Bloom filter does)."""
-    normalised = [None if value is None else normalise_name(value) for value in names]
+    normalised = [normalise_name(value) for value in names]
     owners, messages = [], []
     for row, name in enumerate(normalised):
         if name is not None:

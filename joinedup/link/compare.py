@@ -354,9 +354,9 @@ def rows_of(left: pd.Series, right: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 class NameLevels(BaseCompareFeature):
     """Name agreement: missing, equal on each token column in turn (e.g. the name, then its
-    nickname-resolved form), Dice >= each threshold (with `edits` and `edit_at`: one keying
-    error apart by edit tokens, before the threshold at index edit_at, for pairs of Dice at
-    least EDIT_MIN_DICE that no level before agrees on), equal on each fallback column (e.g.
+    nickname-resolved form), Dice >= each threshold (with `edits`: one keying error apart by
+    edit tokens, before the threshold at index ONE_EDIT_AT, for pairs of Dice at least
+    EDIT_MIN_DICE that no level before agrees on), equal on each fallback column (e.g.
     the phonetic code: a keying error that garbles a short name), else.
 
     Labels on each side are the token columns, the fallback columns, then the row id, which
@@ -379,7 +379,6 @@ class NameLevels(BaseCompareFeature):
         disagree: int | None = None,
         sizes: tuple[np.ndarray, np.ndarray] | None = None,
         edits: tuple[NameEdits, NameEdits] | None = None,
-        edit_at: int = ONE_EDIT_AT,
     ) -> None:
         labels = [*token_columns, *fallback_columns, ROW]
         super().__init__(labels, labels, label=label)
@@ -390,7 +389,6 @@ class NameLevels(BaseCompareFeature):
         self.thresholds = thresholds
         self.disagree = disagree
         self.edits = edits
-        self.edit_at = edit_at
         # bits set per filter (filter_sizes), e.g. a side's cached Side.filter_sizes
         self.sizes = sizes or (filter_sizes(left_bits), filter_sizes(right_bits))
 
@@ -406,10 +404,10 @@ class NameLevels(BaseCompareFeature):
         similarity = dice_of_rows(self.left_bits, self.right_bits, rows_l, rows_r, *self.sizes)
         dice_levels = [similarity >= t for t in self.thresholds]
         if self.edits is not None:
-            before = [missing, *equal[: self.tokens], *dice_levels[: self.edit_at]]
+            before = [missing, *equal[: self.tokens], *dice_levels[:ONE_EDIT_AT]]
             check = ~np.logical_or.reduce(before) & (similarity >= EDIT_MIN_DICE)
             one_edit = one_edit_apart(self.edits, rows_l, rows_r, check)
-            dice_levels.insert(self.edit_at, one_edit)
+            dice_levels.insert(ONE_EDIT_AT, one_edit)
         conditions = [missing, *equal[: self.tokens], *dice_levels, *equal[self.tokens :]]
         disagree = len(conditions) if self.disagree is None else self.disagree
         return np.select(conditions, range(len(conditions)), default=disagree).astype(np.int8)
