@@ -70,6 +70,7 @@ from joinedup.link.model import expected_twin_pairs, twin_guard_needed
 from joinedup.link.records import (
     AGENCY_PAIRS,
     RECORD_KEY,
+    link_ends,
     pair_name,
     person_records,
     record_rows,
@@ -407,24 +408,6 @@ def clerical_conflicts(
     return conflicts.reindex(columns=list(CONFLICT_COLUMNS)).reset_index(drop=True)
 
 
-def link_ends(links: pd.DataFrame) -> pd.DataFrame:
-    """Each link seen from both records: agency, person_token, other_agency, weight, probability."""
-    ends = []
-    for this, other in (("l", "r"), ("r", "l")):
-        ends.append(
-            pd.DataFrame(
-                {
-                    "agency": links[f"agency_{this}"],
-                    "person_token": links[f"person_token_{this}"],
-                    "other_agency": links[f"agency_{other}"],
-                    "link_weight": links["match_weight"],
-                    "link_probability": links["match_probability"],
-                }
-            )
-        )
-    return pd.concat(ends, ignore_index=True)
-
-
 def record_linkage(
     scored: list[ScoredPairs], links: pd.DataFrame, spine: pd.DataFrame
 ) -> pd.DataFrame:
@@ -443,7 +426,12 @@ def record_linkage(
     key = record * agencies + other
     first = np.sort(np.unique(key, return_index=True)[1])  # each record and other agency once
     base, record, other, key = base.iloc[first], record[first], other[first], key[first]
-    weight, probability = strongest_link(link_ends(links), spine, key)
+    ends = link_ends(
+        links,
+        link_weight=links["match_weight"].to_numpy(float),
+        link_probability=links["match_probability"].to_numpy(float),
+    )
+    weight, probability = strongest_link(ends, spine, key)
     child = pd.factorize(spine["child_id"])[0]
     held = np.bincount(
         child * agencies + agency_codes(spine["agency"]),

@@ -72,6 +72,7 @@ from joinedup.link.model import (
     same_birth_and_home,
     surely_distinct,
 )
+from joinedup.link.records import link_ends
 
 # The comparisons that tell one child from twins at one birth and home: forename, sex (seen
 # only where forenames differ; half of all twins are of the other sex, one child never is) and
@@ -375,28 +376,15 @@ def corroborated(
 
 
 def sure_link_ends(links: pd.DataFrame) -> pd.DataFrame:
-    """Both ends of each cross-agency link that surely joins one child (SURE_LINK_COLUMNS):
-    agency, person_token, the other agency and record, and log2 of the link's chance of being
-    wrong (log2(1 - p) from its weight)."""
+    """Both ends (records.link_ends) of each cross-agency link that surely joins one child
+    (SURE_LINK_COLUMNS), with log2 of the link's chance of being wrong (log2(1 - p) from its
+    weight)."""
     sure = np.zeros(len(links), dtype=bool)
     for column in SURE_LINK_COLUMNS:
         if column in links:
             sure |= links[column].fillna(False).to_numpy(bool)
     links = links[sure]
-    wrong = -np.logaddexp2(0.0, links["match_weight"].to_numpy(float))
-    ends = [
-        pd.DataFrame(
-            {
-                "agency": links[f"agency_{a}"].to_numpy(object),
-                "person_token": links[f"person_token_{a}"].to_numpy(object),
-                "other": links[f"agency_{b}"].to_numpy(object),
-                "other_token": links[f"person_token_{b}"].to_numpy(object),
-                "log2_wrong": wrong,
-            }
-        )
-        for a, b in (("l", "r"), ("r", "l"))
-    ]
-    return pd.concat(ends, ignore_index=True)
+    return link_ends(links, log2_wrong=-np.logaddexp2(0.0, links["match_weight"].to_numpy(float)))
 
 
 def bridged(duplicates: pd.DataFrame, links: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -420,18 +408,18 @@ def bridged(duplicates: pd.DataFrame, links: pd.DataFrame) -> tuple[np.ndarray, 
     keys = ["agency", "person_token"]
     left = pairs.merge(ends, left_on=["agency", "left"], right_on=keys)
     right = pairs.merge(ends, left_on=["agency", "right"], right_on=keys)
-    both = left.merge(right, on=["row", "other", "other_token"], suffixes=("_l", "_r"))
+    both = left.merge(right, on=["row", "other_agency", "other_token"], suffixes=("_l", "_r"))
     if both.empty:
         return weight, via
     log2_wrong = np.logaddexp2(both["log2_wrong_l"].to_numpy(), both["log2_wrong_r"].to_numpy())
     right_chance = -np.expm1(np.minimum(log2_wrong, 0.0) * np.log(2.0))  # p1 + p2 - 1
     with np.errstate(divide="ignore"):
         both["weight"] = np.log2(right_chance) - log2_wrong  # log2 of its odds
-    best = both.sort_values(["row", "weight", "other"], ascending=[True, False, True])
+    best = both.sort_values(["row", "weight", "other_agency"], ascending=[True, False, True])
     best = best.drop_duplicates("row")
     rows = best["row"].to_numpy()
     weight[rows] = best["weight"].to_numpy()
-    via[rows] = best["other"].to_numpy(object)
+    via[rows] = best["other_agency"].to_numpy(object)
     held = ~duplicates["may_link"].to_numpy(bool) | duplicates["numbers_disagree"].to_numpy(bool)
     weight[held], via[held] = -np.inf, ""
     return weight, via

@@ -45,6 +45,26 @@ def record_rows(records: pd.DataFrame, agency: pd.Series, token: pd.Series) -> n
     return rows
 
 
+def link_ends(links: pd.DataFrame, **values: np.ndarray) -> pd.DataFrame:
+    """Each link read from both of its records: agency, person_token, other_agency, other_token
+    and the given per-link values (the same at both ends)."""
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "agency": links[f"agency_{this}"].to_numpy(object),
+                    "person_token": links[f"person_token_{this}"].to_numpy(object),
+                    "other_agency": links[f"agency_{other}"].to_numpy(object),
+                    "other_token": links[f"person_token_{other}"].to_numpy(object),
+                    **values,
+                }
+            )
+            for this, other in (("l", "r"), ("r", "l"))
+        ],
+        ignore_index=True,
+    )
+
+
 def distinct(codes: np.ndarray) -> np.ndarray:
     """The distinct values, ascending, by sorting (np.unique hashes, which is several times
     slower on the hundreds of millions of mostly distinct codes of a million records)."""
