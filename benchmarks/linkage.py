@@ -276,7 +276,7 @@ def run_joinedup(dataset_dir: Path) -> dict[str, Any]:
     empty = pd.DataFrame(columns=columns)
     for agency in AGENCIES:  # an agency without records is an empty side
         sides.setdefault(agency, prepare_side(agency, empty, settings.link.bloom_bits))
-    result = link_sides(sides, pd.concat(kept, ignore_index=True), settings)
+    result = link_sides(sides, pd.concat(kept, ignore_index=True), settings, consume_sides=True)
     seconds["link"] += time.perf_counter() - started
     clusters = pd.concat(ids, ignore_index=True).merge(
         result.spine[["agency", "person_token", "child_id"]], on=["agency", "person_token"]

@@ -785,13 +785,14 @@ def test_linking_sides_coded_agency_by_agency_equals_linking_the_records(
     population: tuple[pd.DataFrame, pd.DataFrame], settings: Settings, linked: LinkResult
 ) -> None:
     """link_sides on sides prepared one agency at a time, with only the kept columns of the
-    records, gives the same links and spine as link_records."""
+    records, gives the same links and spine as link_records; consuming the sides empties them."""
     records = population[0]
     sides = {
         agency: prepare_side(agency, records[records["agency"] == agency], settings.link.bloom_bits)
         for agency in ("education", "health", "care")
     }
     kept = records[[c for c in records if c in KEPT_AFTER_SIDES]]
-    result = link_sides(sides, kept, settings)
+    result = link_sides(sides, kept, settings, consume_sides=True)
+    assert sides == {}
     pd.testing.assert_frame_equal(result.links, linked.links)
     pd.testing.assert_frame_equal(result.spine, linked.spine)

@@ -186,21 +186,29 @@ def link_records(
     if consume:
         records.drop(columns=[c for c in records if c not in KEPT_AFTER_SIDES], inplace=True)
         pa.default_memory_pool().release_unused()  # hand the freed encodings back to the system
-    return link_sides(sides, records, settings, period)
+    return link_sides(sides, records, settings, period, consume_sides=True)
 
 
 def link_sides(
-    sides: dict[str, Side], records: pd.DataFrame, settings: Settings, period: str | None = None
+    sides: dict[str, Side],
+    records: pd.DataFrame,
+    settings: Settings,
+    period: str | None = None,
+    consume_sides: bool = False,
 ) -> LinkResult:
     """Link records already coded into sides (`prepare_side` of each agency's records), which a
     caller can build agency by agency so that no more than one agency's encodings are ever held.
 
     records: the person records' KEPT_AFTER_SIDES columns (agency, person_token, nhs_token,
     upn_token and the review context); other columns are not used.
+    consume_sides: empty `sides` once the pairs are scored, so that their encodings (about 1 GB
+    per million records) are freed before the spine is built, when a run's memory peaks.
     """
     scored = score_all(sides, settings)
-    pairs = pd.concat([empty_pairs(), *(s.pairs for s in scored)], ignore_index=True)
     sizes = {agency: len(side) for agency, side in sides.items()}
+    if consume_sides:
+        sides.clear()
+    pairs = pd.concat([empty_pairs(), *(s.pairs for s in scored)], ignore_index=True)
     pairs = with_twin_guard_lifted(pairs, twin_guard_lifted(scored, sizes, settings))
     decisions = current_decisions(read_decisions(decisions_path(settings)))
     cross = (pairs["agency_l"] != pairs["agency_r"]).to_numpy()
