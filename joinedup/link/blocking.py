@@ -307,9 +307,11 @@ def rule_pairs(
     rule: Rule,
     max_block_pairs: int,
 ) -> dict[tuple[str, str], np.ndarray]:
-    """One rule's pairs as codes (`codes_of_pairs`, repeats included: a pair meets in every band
-    or position it shares) for each wanted pair of sides, each side's keys made once (a rule with
-    the same columns on both sides gives a side the same keys as left and as right)."""
+    """One rule's distinct pairs as codes (`codes_of_pairs`) for each wanted pair of sides, each
+    side's keys made once (a rule with the same columns on both sides gives a side the same keys
+    as left and as right). A pair meets in every band or position it shares, so a near-token or
+    Bloom-band rule finds most pairs several times: they are dropped here, rule by rule, so the
+    repeats of all rules are never held at once (at 100k, 3.2 of 11 million codes remain)."""
     symmetric = not isinstance(rule, BlockingRule) or rule.left_on == rule.right_on
     cache: dict[tuple[str, bool], SortedKeys] = {}
 
@@ -326,7 +328,7 @@ def rule_pairs(
             left_keys = right_keys = repeated_keys(left_keys)
         pairs = sorted_block_pairs(left_keys, right_keys, max_block_pairs, rule.name)
         pairs = pairs[pairs[:, 0] < pairs[:, 1]] if name_l == name_r else pairs
-        found[(name_l, name_r)] = codes_of_pairs(pairs, len(sides[name_r]))
+        found[(name_l, name_r)] = distinct(codes_of_pairs(pairs, len(sides[name_r])))
     return found
 
 

@@ -15,8 +15,10 @@ from joinedup.link.blocking import (
     band_value,
     candidate_pairs,
     candidate_pairs_of,
+    codes_of_pairs,
     pairs_sharing,
     rule_keys,
+    rule_pairs,
     same_on,
 )
 from joinedup.link.compare import Side, prepare_side
@@ -135,6 +137,20 @@ def test_bloom_band_rule_pairs_similar_addresses_with_equal_columns() -> None:
 
 
 HOME = "12 ACACIA AVENUE FLAT 3 LITTLE WHINGING"
+
+
+def test_a_rule_gives_each_pair_once_though_it_meets_in_several_bands() -> None:
+    """An address met in every band of a Bloom-band rule is one pair, not one per band: each
+    rule's repeats are dropped before the rules are combined."""
+    left = side_of("education", [{"dob": "d1", "address": HOME}])
+    right = side_of("health", [{"dob": "d1", "address": HOME}, {"dob": "d1", "address": HOME}])
+    rule = BloomBandRule("dob_address", ("dob_token",), bands=6)
+    sides = {"education": left, "health": right}
+    codes = rule_pairs(sides, [("education", "health")], rule, max_block_pairs=100)
+    assert (
+        codes[("education", "health")].tolist()
+        == codes_of_pairs(np.array([[0, 0], [0, 1]]), len(right)).tolist()
+    )
 
 
 def test_default_rules_pair_a_surname_typo_at_the_same_address_without_date_of_birth() -> None:
