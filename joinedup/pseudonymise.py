@@ -85,6 +85,7 @@ IDENTIFIER_SEPARATORS = re.compile(r"[\s\-/.]+")
 NEAR_MASK = "*"
 HMAC_BLOCK = 64  # bytes in a SHA-256 block, the width of HMAC's padded key
 NEAR_TOKEN_HEX = 16  # hex digits (64 bits) of one near token
+NEAR_TOKEN_CHUNK_ROWS = 1 << 17  # values turned into tokens at a time (their text: ~27 MB)
 NHS_NEAR_POSITIONS, UPN_NEAR_POSITIONS = 10, 13
 PAIR_SEPARATOR = "\x1f"  # joins several raw fields into one value for map_unique
 # The raw fields read by the columns derived from several (each listed under the last).
@@ -555,9 +556,16 @@ def near_tokens_to_array(
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     array = values if isinstance(values, pa.Array) else pa.array(values, type=pa.string())
+    matrix = np.empty((len(array), positions), dtype=np.uint64)
+    for start in range(0, len(array), NEAR_TOKEN_CHUNK_ROWS):  # bounds the text copies made
+        chunk = array.slice(start, NEAR_TOKEN_CHUNK_ROWS)
+        matrix[start : start + len(chunk)] = near_token_rows(chunk, positions)
+    return matrix
+
+
+def near_token_rows(array: pa.Array, positions: int) -> np.ndarray:
+    """near_tokens_to_array of one slice of values."""
     width = positions * NEAR_TOKEN_HEX
-    if len(array) == 0:
-        return np.zeros((0, positions), dtype=np.uint64)
     text = pc.fill_null(array.cast(pa.string()), "")
     text = pc.utf8_slice_codeunits(pc.utf8_rpad(text, width, "0"), 0, width)
     ascii_codes = string_bytes(text)
@@ -567,7 +575,7 @@ def near_tokens_to_array(
     if (nibbles > 15).any():
         raise ValueError("near tokens must be hex digits only")
     octets = np.ascontiguousarray((nibbles[:, 0::2] << 4) | nibbles[:, 1::2])
-    return octets.view(">u8").astype(np.uint64)
+    return octets.view(">u8")
 
 
 def near_token_agreement(

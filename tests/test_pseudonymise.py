@@ -18,6 +18,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from joinedup import pseudonymise as pseudonymise_module
 from joinedup.contracts import Column, Contract, codes, contract, contracts
 from joinedup.pseudonymise import (
     EDIT_TOKENS,
@@ -799,6 +800,19 @@ def test_near_tokens_to_array_is_one_uint64_per_position_with_a_missing_sentinel
     assert np.array_equal(near_tokens_to_array(chunked, NHS_NEAR_POSITIONS), matrix)
     with pytest.raises(ValueError, match="hex digits"):
         near_tokens_to_array(["zz" * 80], NHS_NEAR_POSITIONS)
+
+
+def test_near_tokens_made_slice_by_slice_equal_those_made_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Large columns are converted a slice of rows at a time: rows keep their place across the
+    slices, a short last slice included."""
+    values = pd.Series(
+        [nhs_near("9434765919"), None, nhs_near("943476591"), nhs_near("4010232137")]
+    )
+    whole = near_tokens_to_array(values, NHS_NEAR_POSITIONS)
+    monkeypatch.setattr(pseudonymise_module, "NEAR_TOKEN_CHUNK_ROWS", 3)
+    assert np.array_equal(near_tokens_to_array(values, NHS_NEAR_POSITIONS), whole)
 
 
 def test_near_token_agreement_compares_indexed_pairs_row_by_row() -> None:
