@@ -64,6 +64,7 @@ from linkage_reference import (  # noqa: E402
     accuracy_by_source_pair,
     link_recordlinkage,
     link_splink,
+    missed_within_source,
     pairs_within,
     pairwise_accuracy,
     recall_by_group,
@@ -318,7 +319,10 @@ def run_tool(tool: str, dataset_dir: Path, memory_cap_gb: float) -> dict[str, An
     by_pair = {}
     if truth[RECORD_ID].str.contains(":").all():  # synthetic: record ids are agency:local_id
         truth["agency"] = truth[RECORD_ID].str.split(":").str[0]
-        by_pair = {"by_agency_pair": accuracy_by_source_pair(ran["clusters"], truth)}
+        by_pair = {
+            "by_agency_pair": accuracy_by_source_pair(ran["clusters"], truth),
+            "missed_duplicates": missed_within_source(ran["clusters"], truth),
+        }
         groups = ethnicity_groups_of(dataset_dir)
         if groups is not None:
             with_groups = truth.merge(groups, on=RECORD_ID, how="left")
@@ -456,7 +460,13 @@ def ratio_lines(figures: dict[str, dict[str, dict]]) -> list[str]:
         if (groups := f.get("recall_by_ethnicity_group"))
         and (recalls := [a["recall"] for a in groups.values()])
     ]
-    return ratios + matches + by_pair + by_group + key_spread_lines(figures)
+    missed = [
+        f"- {name}, {pair}, duplicate pairs missed by {tool}: " + (", ".join(ends) or "none")
+        for name, tools in figures.items()
+        for tool, f in tools.items()
+        for pair, ends in f.get("missed_duplicates", {}).items()
+    ]
+    return ratios + matches + by_pair + missed + by_group + key_spread_lines(figures)
 
 
 def key_spread_lines(figures: dict[str, dict[str, dict]]) -> list[str]:

@@ -342,6 +342,26 @@ def accuracy_by_source_pair(
     return out
 
 
+def missed_within_source(
+    clusters: pd.DataFrame, truth: pd.DataFrame, source: str = "agency", limit: int = 5
+) -> dict[str, list[str]]:
+    """Per source with at most `limit` missed duplicate pairs (two records of one child in one
+    source, not put in one cluster), those pairs as 'record_id + record_id', so the tools'
+    misses can be compared pair by pair."""
+    joined = clustered_truth(clusters, truth)
+    out = {}
+    for name, records in joined.groupby(source, sort=False):
+        pairs = records.merge(records, on=TRUE_ID, suffixes=("_a", "_b"))
+        missed = pairs[
+            (pairs[f"{RECORD_ID}_a"] < pairs[f"{RECORD_ID}_b"])
+            & (pairs[f"{CLUSTER}_a"] != pairs[f"{CLUSTER}_b"])
+        ]
+        if len(missed) <= limit:
+            ends = zip(missed[f"{RECORD_ID}_a"], missed[f"{RECORD_ID}_b"], strict=True)
+            out[f"{name}-{name}"] = sorted(f"{a} + {b}" for a, b in ends)
+    return out
+
+
 def recall_by_group(
     clusters: pd.DataFrame, truth: pd.DataFrame, group: str
 ) -> dict[str, dict[str, float]]:

@@ -195,6 +195,35 @@ def test_accuracy_by_source_pair_counts_cross_and_within_pairs_separately() -> N
     assert by_pair["education-education"]["true_pairs"] == 0
 
 
+def test_missed_duplicates_are_listed_per_source_only_when_few() -> None:
+    """A duplicate pair (two records of one child in one source) in two clusters is listed by
+    its record ids; a source with more misses than the limit is left out, one with none is an
+    empty list, and pairs across sources are never listed."""
+    truth = pd.DataFrame(
+        {
+            ref.RECORD_ID: ["h1", "h2", "e1", "c1", "c2", "c3", "c4"],
+            ref.TRUE_ID: ["A", "A", "A", "B", "B", "C", "C"],
+            "agency": ["health", "health", "education", "care", "care", "care", "care"],
+        }
+    )
+    clusters = pd.DataFrame(
+        {
+            ref.RECORD_ID: ["h1", "h2", "e1", "c1", "c2", "c3", "c4"],
+            ref.CLUSTER: [1, 2, 3, 4, 5, 6, 7],
+        }
+    )
+    assert ref.missed_within_source(clusters, truth, limit=1) == {
+        "health-health": ["h1 + h2"],
+        "education-education": [],
+    }
+    clusters.loc[clusters[ref.RECORD_ID] == "h2", ref.CLUSTER] = 1
+    assert ref.missed_within_source(clusters, truth, limit=2) == {
+        "health-health": [],
+        "education-education": [],
+        "care-care": ["c1 + c2", "c3 + c4"],
+    }
+
+
 def test_a_benchmark_replaces_only_its_own_section_of_results(tmp_path: Path) -> None:
     """Rerunning one benchmark must not delete another benchmark's figures."""
     from results import replace_section
