@@ -72,6 +72,7 @@ from linkage_reference import (  # noqa: E402
 from results import replace_section, section_header  # noqa: E402
 
 TOOLS = ("joinedup", "recordlinkage", "splink")
+MISSED_LISTED = 5  # a tool's missed duplicate pairs of an agency are listed up to this many
 SYNTHETIC = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 DATASETS = ("febrl4", *SYNTHETIC)
 SEED = 2024
@@ -321,7 +322,7 @@ def run_tool(tool: str, dataset_dir: Path, memory_cap_gb: float) -> dict[str, An
         truth["agency"] = truth[RECORD_ID].str.split(":").str[0]
         by_pair = {
             "by_agency_pair": accuracy_by_source_pair(ran["clusters"], truth),
-            "missed_duplicates": missed_within_source(ran["clusters"], truth),
+            "missed_duplicates": missed_within_source(ran["clusters"], truth, limit=MISSED_LISTED),
         }
         groups = ethnicity_groups_of(dataset_dir)
         if groups is not None:
@@ -460,13 +461,32 @@ def ratio_lines(figures: dict[str, dict[str, dict]]) -> list[str]:
         if (groups := f.get("recall_by_ethnicity_group"))
         and (recalls := [a["recall"] for a in groups.values()])
     ]
-    missed = [
-        f"- {name}, {pair}, duplicate pairs missed by {tool}: " + (", ".join(ends) or "none")
-        for name, tools in figures.items()
-        for tool, f in tools.items()
-        for pair, ends in f.get("missed_duplicates", {}).items()
-    ]
+    missed = [line for name, tools in figures.items() for line in missed_lines(name, tools)]
     return ratios + matches + by_pair + missed + by_group + key_spread_lines(figures)
+
+
+def missed_lines(name: str, tools: dict[str, dict]) -> list[str]:
+    """Per agency with true duplicate pairs, the pairs each tool missed, side by side."""
+    listed = {t: f for t, f in tools.items() if "missed_duplicates" in f}
+    pairs = dict.fromkeys(p for f in listed.values() for p in f["by_agency_pair"])
+    lines = []
+    for pair in pairs:
+        first, _, second = pair.partition("-")
+        if first != second or not any(
+            f["by_agency_pair"].get(pair, {}).get("true_pairs") for f in listed.values()
+        ):
+            continue
+        parts = [f"{tool}: {missed_of(f, pair)}" for tool, f in listed.items()]
+        lines.append(f"- {name}, {pair}, duplicate pairs missed: " + "; ".join(parts))
+    return lines
+
+
+def missed_of(figures: dict, pair: str) -> str:
+    """A tool's missed duplicate pairs of one agency as text ('none'; too many to list)."""
+    ends = figures["missed_duplicates"].get(pair)
+    if ends is None:
+        return f"more than {MISSED_LISTED}"
+    return ", ".join(ends) or "none"
 
 
 def key_spread_lines(figures: dict[str, dict[str, dict]]) -> list[str]:

@@ -174,6 +174,28 @@ def test_key_spread_gives_the_lowest_and_highest_figures_of_the_runs_that_finish
     ]
 
 
+def test_missed_lines_put_the_tools_misses_of_one_agency_side_by_side() -> None:
+    """One line per agency with true duplicate pairs: each tool's missed pairs, 'none', or
+    'more than 5' where the tool missed too many to list; cross-agency pairs and agencies
+    without duplicates get no line."""
+    import linkage
+
+    def tool(missed: dict[str, list[str]]) -> dict:
+        by_pair = {"care-care": {"true_pairs": 9}, "health-health": {"true_pairs": 0},
+                   "health-care": {"true_pairs": 50}}  # fmt: skip
+        return {"by_agency_pair": by_pair, "missed_duplicates": missed}
+
+    tools = {
+        "joinedup": tool({"care-care": ["c1 + c2"], "health-health": []}),
+        "recordlinkage": tool({"care-care": [], "health-health": []}),
+        "splink": tool({"health-health": []}),
+    }
+    assert linkage.missed_lines("10k", tools) == [
+        "- 10k, care-care, duplicate pairs missed: joinedup: c1 + c2; recordlinkage: none; "
+        "splink: more than 5"
+    ]
+
+
 def test_accuracy_by_source_pair_counts_cross_and_within_pairs_separately() -> None:
     """Per pair of sources, only pairs with one record from each source count (two of one
     source for a within-source pair), so a missed duplicate lowers only that source's recall."""
