@@ -362,10 +362,11 @@ def run_child(
     return child, receive
 
 
-def kill(child: multiprocessing.Process) -> None:
-    child.kill()  # SIGKILL
+def kill(child: multiprocessing.Process, may_have_finished: bool = False) -> None:
+    """SIGKILL the child and reap it; a child not paused may finish on its own first (exit 0)."""
+    child.kill()
     child.join(30)
-    assert child.exitcode == -9, child.exitcode
+    assert child.exitcode in ((-9, 0) if may_have_finished else (-9,)), child.exitcode
 
 
 def check_after_kill(warehouse: Path, before: Snapshot, run_id: str, published: set[str]) -> str:
@@ -438,7 +439,7 @@ def test_a_build_and_publish_killed_after_increasing_delays_never_breaks_the_war
         run_id = f"timed-{int(share * 100)}"
         child, report = run_child(root, warehouse, run_id)
         time.sleep(seconds * share)
-        kill(child) if child.is_alive() else child.join()
+        kill(child, may_have_finished=True)  # at 99% it may finish before the signal lands
         published.add(run_id)
         outcomes.append(check_after_kill(warehouse, before, run_id, published))
     print(f"full run {seconds:.2f} s; published after each kill: {outcomes}")
