@@ -564,7 +564,8 @@ def near_tokens_to_array(
 
 
 def near_token_rows(array: pa.Array, positions: int) -> np.ndarray:
-    """near_tokens_to_array of one slice of values."""
+    """near_tokens_to_array of one slice of values, as big-endian 64-bit words (a view of the
+    parsed bytes; assigning them into a uint64 matrix converts them)."""
     width = positions * NEAR_TOKEN_HEX
     text = pc.fill_null(array.cast(pa.string()), "")
     text = pc.utf8_slice_codeunits(pc.utf8_rpad(text, width, "0"), 0, width)
